@@ -1,0 +1,53 @@
+"""Option types shared by every subcommand, so that each flag means one thing everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cnntool.cli._output import FORMATS, Output
+from cnntool.errors import UsageError
+
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Image files, folders (recursed), quoted globs, @list.txt, or - for paths on stdin.",
+        show_default=False,
+    ),
+]
+Format = Annotated[
+    Optional[str],
+    typer.Option("--format", "-f", help="Record format: jsonl|csv|table [default: table on a terminal, jsonl otherwise]."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No logs or progress on stderr.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
+OutDir = Annotated[
+    Optional[Path],
+    typer.Option("--out", "-o", help="Output folder; mirrors the inputs' relative paths.", file_okay=False),
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=0, help="Parallel workers for decoding and encoding [default: all cores].")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
+Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU when there is one.")]
+Model = Annotated[str, typer.Option("--model", "-m", help="A registry name, NAME:WEIGHTS, or a checkpoint path.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed; same inputs and options give the same records.")]
+MaxPixels = Annotated[
+    int,
+    typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression-bomb guard)."),
+]
+
+
+def make_output(format: str | None, quiet: bool = False, verbose: bool = False) -> Output:
+    """Build the command's :class:`Output`, checking ``--format``."""
+    if format is not None and format not in FORMATS:
+        raise UsageError(f"unknown --format {format!r}", hint="use one of: " + ", ".join(FORMATS))
+    return Output(format, quiet=quiet, verbose=verbose)
+
+
+def default_workers(workers: int) -> int:
+    """0 means all cores."""
+    import os
+
+    return workers if workers > 0 else max(1, os.cpu_count() or 1)

@@ -1,0 +1,157 @@
+"""The one output module: records to stdout, everything else to stderr.
+
+Every subcommand writes its records through :class:`Output`. ``jsonl`` streams one JSON object
+per line; ``csv`` and ``table`` collect the records and write them at the end so that the
+columns are the union of the records' fields (first-seen order, ``path`` first). Logs, warnings
+and progress bars go to stderr; progress bars appear only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+FORMATS = ("jsonl", "csv", "table")
+
+
+def default_format(stream=None) -> str:
+    """``table`` for a person at a terminal, ``jsonl`` for a pipe or a file."""
+    stream = stream if stream is not None else sys.stdout
+    return "table" if _isatty(stream) else "jsonl"
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _plain(value: Any) -> Any:
+    """Make a value JSON-friendly: numpy scalars/arrays, paths, tuples, NaN."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalar or array, torch tensor
+        return _plain(value.tolist())
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+class Output:
+    """Writes records to stdout in one format and messages to stderr.
+
+    Parameters
+    ----------
+    format : {"jsonl", "csv", "table"} or None
+        None picks :func:`default_format`.
+    quiet : bool
+        Silence logs and progress (warnings and errors still show).
+    verbose : bool
+        Show :meth:`debug` messages.
+    """
+
+    def __init__(self, format: str | None = None, *, quiet: bool = False, verbose: bool = False,
+                 stdout=None, stderr=None):
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.format = format or default_format(self.stdout)
+        self.quiet = quiet
+        self.verbose = verbose
+        self.count = 0
+        self.failed = 0
+        self._held: list[dict] = []
+
+    # records -------------------------------------------------------------------------------
+    def emit(self, record: dict) -> None:
+        """Write one record (``path`` first). A record with ``error`` counts as a failure."""
+        record = _plain(record)
+        if "path" in record:
+            record = {"path": record["path"], **{k: v for k, v in record.items() if k != "path"}}
+        self.count += 1
+        if record.get("error"):
+            self.failed += 1
+        if self.format == "jsonl":
+            self.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.stdout.flush()
+        else:
+            self._held.append(record)
+
+    def close(self) -> None:
+        """Write held csv/table records. Safe to call twice."""
+        records, self._held = self._held, []
+        if not records:
+            return
+        columns: list[str] = []
+        for record in records:
+            columns.extend(k for k in record if k not in columns)
+        if self.format == "csv":
+            writer = csv.writer(self.stdout, lineterminator="\n")
+            writer.writerow(columns)
+            for record in records:
+                writer.writerow([_cell(record.get(c)) for c in columns])
+        else:
+            rows = [[_cell(r.get(c)) for c in columns] for r in records]
+            widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+            for row in rows:
+                self.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+        self.stdout.flush()
+
+    # messages ------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.stderr)
+
+    def debug(self, message: str) -> None:
+        if self.verbose and not self.quiet:
+            print(message, file=self.stderr)
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", file=self.stderr)
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        print(f"error: {message}", file=self.stderr)
+        if hint:
+            print(f"hint: {hint}", file=self.stderr)
+
+    def progress(self, iterable: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
+        """Wrap an iterable in a tqdm bar on stderr, only when stderr is a terminal."""
+        if self.quiet or not _isatty(self.stderr):
+            yield from iterable
+            return
+        from tqdm import tqdm
+
+        yield from tqdm(iterable, total=total, desc=desc, file=self.stderr, unit="img",
+                        dynamic_ncols=True, leave=False)
+
+    def summary(self, what: str = "inputs") -> None:
+        """One closing line on stderr: how many records, how many failed."""
+        if self.failed:
+            self.log(f"{self.count} {what}, {self.failed} failed")
+        else:
+            self.log(f"{self.count} {what}")
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0

@@ -1,0 +1,6 @@
+def list_command():
+    """placeholder"""
+def info_command():
+    """placeholder"""
+def summary_command():
+    """placeholder"""

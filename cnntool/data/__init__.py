@@ -1,0 +1,1 @@
+"""The data layer: the only code that turns user inputs into pixels and pixels into files."""

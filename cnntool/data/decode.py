@@ -1,0 +1,218 @@
+"""One decode function for every stage: files in, uint8 arrays out.
+
+:func:`decode_image` applies the EXIF orientation, turns palette, 1-bit, CMYK, 16-bit and
+alpha images into plain RGB (or grayscale) uint8, refuses images over a pixel budget before
+decoding them (decompression bombs), and reports every failure as an
+:class:`~cnntool.errors.InputError` with a one-line reason. :func:`read_array` reads ``.npy``
+arrays for exact numeric work, and :func:`load_pixels` picks between the two by extension.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cnntool.errors import InputError
+
+#: Default ``--max-pixels``: 1/4 gigapixel (a 16k x 16k image), far above any photo.
+DEFAULT_MAX_PIXELS = 16384 * 16384
+
+#: Colour that transparent pixels are composited over: white, as a viewer shows them on a page.
+DEFAULT_BACKGROUND = (255, 255, 255)
+
+MODES = ("rgb", "gray", "auto")
+
+
+def decode_image(
+    path: str | os.PathLike,
+    *,
+    mode: str = "rgb",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND,
+) -> np.ndarray:
+    """Decode an image file into a new uint8 array.
+
+    Parameters
+    ----------
+    path : path-like
+        The file. Non-ASCII names work.
+    mode : {"rgb", "gray", "auto"}
+        ``rgb`` gives (H, W, 3); ``gray`` gives (H, W) luma (ITU-R 601); ``auto`` keeps
+        single-channel images (H, W) and makes everything else RGB.
+    max_pixels : int
+        Refuse (with :class:`InputError`) an image whose header declares more pixels than this,
+        before decoding it.
+    background : tuple of int
+        RGB colour that transparent pixels are composited over.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8, (H, W, 3) or (H, W), C-contiguous, upright per the EXIF orientation.
+
+    Raises
+    ------
+    InputError
+        Missing, empty, non-image, corrupt, truncated or too-large files, with a one-line reason.
+
+    Notes
+    -----
+    16-bit images are scaled to 8 bits (value / 257, rounded). Multi-frame files (GIF, TIFF)
+    give their first frame.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> import cv2, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "cat.png")
+    >>> _ = cv2.imwrite(path, data.chelsea()[:, :, ::-1])
+    >>> decode_image(path).shape
+    (300, 451, 3)
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise InputError(_os_reason(exc)) from None
+    if os.path.isdir(path):
+        raise InputError("is a directory, not an image")
+    if size == 0:
+        raise InputError("empty file (0 bytes)")
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise InputError(
+                    f"image too large: {width}x{height} = {width * height:,} pixels "
+                    f"exceeds --max-pixels {max_pixels:,}"
+                )
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_array(im, mode, background)
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError("not an image (unrecognised or unsupported format)") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"image too large: {_one_line(exc)}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+        reason = _one_line(exc)
+        if "truncated" in reason.lower():
+            raise InputError(f"truncated image: {reason}") from None
+        raise InputError(f"corrupt image: {reason}") from None
+    except MemoryError:
+        raise InputError("image too large to decode in memory") from None
+
+
+def _to_array(im, mode: str, background: tuple[int, int, int]) -> np.ndarray:
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(im)
+        gray = _scale_to_uint8(arr, 65535)
+        return _from_gray(gray, mode)
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 1.0 if np.nanmax(arr, initial=0.0) <= 1.0 else 255.0
+        gray = np.clip(np.nan_to_num(arr) / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return _from_gray(gray, mode)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        im = Image.alpha_composite(canvas, rgba).convert("RGB")
+        if mode == "auto" and _is_gray_mode_source(rgba):
+            im = im.convert("L")
+    if im.mode in ("1", "L"):
+        gray = np.asarray(im.convert("L"), dtype=np.uint8)
+        return _from_gray(gray, mode)
+    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    if mode == "gray":
+        import cv2
+
+        return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    return np.ascontiguousarray(rgb)
+
+
+def _is_gray_mode_source(im) -> bool:
+    return im.mode in ("LA", "La")
+
+
+def _from_gray(gray: np.ndarray, mode: str) -> np.ndarray:
+    gray = np.ascontiguousarray(gray, dtype=np.uint8)
+    if mode == "rgb":
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return gray
+
+
+def _scale_to_uint8(arr: np.ndarray, peak: int) -> np.ndarray:
+    arr = arr.astype(np.float64)
+    return np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+
+
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``.npy`` array (2-D, or H x W x C with C in 1..4) without unpickling anything.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.npy"); np.save(p, np.eye(3))
+    >>> read_array(p).shape
+    (3, 3)
+    """
+    path = os.fspath(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise InputError("empty file (0 bytes)")
+        arr = np.load(path, allow_pickle=False)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(_os_reason(exc)) from None
+    except (ValueError, EOFError) as exc:
+        raise InputError(f"not a valid .npy array: {_one_line(exc)}") from None
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise InputError(f"array must be 2-D or H x W x C (C = 1, 3 or 4), got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"array must be numeric, got dtype {arr.dtype}")
+    return np.array(arr)
+
+
+def load_pixels(path: str | os.PathLike, *, mode: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``.npy`` files through :func:`read_array`, everything else through :func:`decode_image`."""
+    if Path(path).suffix.lower() == ".npy":
+        return read_array(path)
+    return decode_image(path, mode=mode, max_pixels=max_pixels)
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _configure_pillow() -> None:
+    # cnntool checks --max-pixels itself, before decoding, with a clearer message;
+    # Pillow's own bomb check would warn or raise at a different, fixed limit.
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+
+
+_configure_pillow()

@@ -1,0 +1,59 @@
+"""The errors cnntool raises on purpose, each with the exit code and a hint for the user.
+
+Anything else that escapes a command is a bug: the CLI reports it in one line and shows the
+traceback only when ``CNNTOOL_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURES = 1  # some inputs failed, or a --fail-on / --fail-under gate tripped
+EXIT_USAGE = 2  # bad option, bad kernel spec, unknown model, missing file
+
+
+class CnnToolError(Exception):
+    """Base class: a message for the user, an optional hint, and an exit code."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(CnnToolError):
+    """A bad option value, op spec or combination of options."""
+
+
+class UnknownModelError(CnnToolError):
+    """A model name that is not in the registry."""
+
+
+class MissingWeightsError(CnnToolError):
+    """Pretrained weights that are neither cached nor downloadable."""
+
+
+class CheckpointError(CnnToolError):
+    """A checkpoint that is missing, corrupted, foreign, or for another task."""
+
+
+class DatasetError(CnnToolError):
+    """A dataset folder that does not have the expected layout."""
+
+
+class GateFailed(CnnToolError):
+    """A --fail-on / --fail-under rule tripped: exit 1, not a usage error."""
+
+    exit_code = EXIT_FAILURES
+
+
+class InputError(Exception):
+    """One input could not be used (unreadable, corrupt, too large...).
+
+    Never stops a batch: the stage turns it into a record with ``error`` set to ``str(exc)``,
+    which is always one line.
+    """
