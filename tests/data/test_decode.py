@@ -1,0 +1,146 @@
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnntool.data.decode import decode_image, load_pixels, read_array
+from cnntool.errors import InputError
+from tests.data.conftest import write_rgb
+
+
+def test_png_round_trip_is_exact(tmp_path, rgb_image):
+    path = write_rgb(tmp_path / "a.png", rgb_image)
+    out = decode_image(path)
+    assert out.dtype == np.uint8 and out.shape == (12, 16, 3)
+    np.testing.assert_array_equal(out, rgb_image)
+
+
+def test_modes_gray_rgb_auto(tmp_path, rgb_image):
+    gray = rgb_image[:, :, 0]
+    path = tmp_path / "g.png"
+    Image.fromarray(gray).save(path)
+    assert decode_image(path, mode="auto").shape == (12, 16)
+    rgb = decode_image(path, mode="rgb")
+    assert rgb.shape == (12, 16, 3) and (rgb[:, :, 0] == gray).all() and (rgb[:, :, 2] == gray).all()
+    colour = write_rgb(tmp_path / "c.png", rgb_image)
+    np.testing.assert_array_equal(decode_image(colour, mode="gray"), cv2.cvtColor(rgb_image, cv2.COLOR_RGB2GRAY))
+    assert decode_image(colour, mode="auto").shape == (12, 16, 3)
+
+
+def test_alpha_is_composited_over_white(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 200          # red channel
+    rgba[:2, :, 3] = 255        # top half opaque, bottom half transparent
+    path = tmp_path / "a.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    out = decode_image(path)
+    assert out[0, 0].tolist() == [200, 0, 0]
+    assert out[3, 0].tolist() == [255, 255, 255]
+
+
+def test_sixteen_bit_is_scaled_to_eight(tmp_path):
+    values = np.array([[0, 257, 65535, 32896]], np.uint16)
+    path = tmp_path / "d.png"
+    assert cv2.imwrite(str(path), values)
+    out = decode_image(path, mode="auto")
+    assert out.tolist() == [[0, 1, 255, 128]]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = np.zeros((10, 20, 3), np.uint8)
+    img[:, :10] = 255  # left half white
+    pil = Image.fromarray(img)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = tmp_path / "rot.jpg"
+    pil.save(path, exif=exif, quality=95)
+    out = decode_image(path)
+    assert out.shape == (20, 10, 3)
+    assert out[:8].mean() > 200 and out[-8:].mean() < 50  # the white half is now on top
+
+
+def test_palette_with_transparency(tmp_path):
+    pil = Image.new("P", (4, 4), 0)
+    pil.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pil.putpixel((0, 0), 1)
+    pil.info["transparency"] = 0
+    path = tmp_path / "p.png"
+    pil.save(path, transparency=0)
+    out = decode_image(path)
+    assert out[0, 0].tolist() == [200, 100, 50] and out[1, 1].tolist() == [255, 255, 255]
+
+
+def test_non_ascii_path(tmp_path, rgb_image):
+    path = write_rgb(tmp_path / "снимок 猫.png", rgb_image)
+    np.testing.assert_array_equal(decode_image(path), rgb_image)
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+        (lambda p: p.write_text("hello, not an image"), "not an image"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()), "not an image"),
+    ],
+)
+def test_bad_files_give_one_line_reasons(tmp_path, make, reason):
+    path = tmp_path / "bad.jpg"
+    make(path)
+    with pytest.raises(InputError) as info:
+        decode_image(path)
+    assert reason in str(info.value) and "\n" not in str(info.value)
+
+
+def test_truncated_jpeg(tmp_path, rgb_image):
+    big = cv2.resize(rgb_image, (256, 256))
+    ok, buf = cv2.imencode(".jpg", big)
+    path = tmp_path / "t.jpg"
+    path.write_bytes(buf.tobytes()[: len(buf) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        decode_image(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        decode_image(tmp_path / "nope.png")
+    with pytest.raises(InputError, match="directory"):
+        decode_image(tmp_path)
+
+
+def _png_header_only(width, height):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(100_000, 100_000))  # declares 10 gigapixels in 100 bytes
+    with pytest.raises(InputError, match=r"image too large: 100000x100000"):
+        decode_image(path)
+
+
+def test_max_pixels_option(tmp_path, rgb_image):
+    path = write_rgb(tmp_path / "a.png", rgb_image)
+    with pytest.raises(InputError, match="exceeds --max-pixels 100"):
+        decode_image(path, max_pixels=100)
+    assert decode_image(path, max_pixels=12 * 16).shape == (12, 16, 3)
+
+
+def test_read_array_and_load_pixels(tmp_path):
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    np.save(tmp_path / "a.npy", a)
+    np.testing.assert_array_equal(read_array(tmp_path / "a.npy"), a)
+    np.testing.assert_array_equal(load_pixels(tmp_path / "a.npy"), a)
+    np.save(tmp_path / "b.npy", np.zeros((2, 2, 2, 2)))
+    with pytest.raises(InputError, match="2-D or H x W x C"):
+        read_array(tmp_path / "b.npy")
+    np.save(tmp_path / "c.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="not a valid .npy"):
+        read_array(tmp_path / "c.npy")
