@@ -16,8 +16,12 @@ import typer
 from cnntool import __version__
 from cnntool.errors import EXIT_FAILURES, CnnToolError
 
+from cnntool.cli import audit as audit_cmd
+from cnntool.cli import explain as explain_cmd
 from cnntool.cli import filter as filter_cmd
 from cnntool.cli import models as models_cmd
+from cnntool.cli import predict as predict_cmd
+from cnntool.cli import train as train_cmd
 
 
 def handle_errors(func: Callable) -> Callable:
@@ -91,7 +95,12 @@ def _root(
     """Image analysis with convolutional neural networks."""
 
 
-app.command("filter", no_args_is_help=False)(handle_errors(filter_cmd.filter_command))
+app.command("filter")(handle_errors(filter_cmd.filter_command))
+app.command("audit", no_args_is_help=True)(handle_errors(audit_cmd.audit_command))
+app.command("train", no_args_is_help=True)(handle_errors(train_cmd.train_command))
+app.command("finetune", no_args_is_help=True)(handle_errors(train_cmd.finetune_command))
+app.command("predict", no_args_is_help=True)(handle_errors(predict_cmd.predict_command))
+app.command("explain", no_args_is_help=True)(handle_errors(explain_cmd.explain_command))
 
 models_app = typer.Typer(help="The model registry: list, describe, summarise.", no_args_is_help=True)
 models_app.command("list")(handle_errors(models_cmd.list_command))

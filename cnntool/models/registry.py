@@ -54,7 +54,8 @@ class ModelEntry:
         Normalisation applied after scaling pixels to [0, 1], one value per channel.
     resize_size : int or None
         Shorter side to resize to before the centre crop at evaluation (256 for 224 crops);
-        None resizes straight to ``input_size``.
+        None resizes straight to ``input_size``. For torchvision models, what the default
+        weights' own transforms use (232 for some ``IMAGENET1K_V2`` weights).
     num_classes : int
         Outputs of the default head.
     head : str
@@ -75,6 +76,8 @@ class ModelEntry:
         One line for listings.
     builder_kwargs : dict
         Fixed keyword arguments for the builder (``aux_logits=False``...).
+    interpolation : str
+        Resize filter of the evaluation transform (``bilinear``; ``bicubic`` for EfficientNet).
     """
 
     name: str
@@ -95,6 +98,7 @@ class ModelEntry:
     reference_params: int | None = None
     description: str = ""
     builder_kwargs: dict = field(default_factory=dict)
+    interpolation: str = "bilinear"
 
     def builder_fn(self) -> Callable[..., Any]:
         if callable(self.builder):
@@ -133,21 +137,44 @@ class ModelEntry:
                                       hint="train it with `cnntool train`, then use the checkpoint")
         return fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
+    def normalization(self, in_channels: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) with one value per input channel, for a model built with ``in_channels``.
+
+        One channel from an RGB entry takes the average (a gray image seen as equal R, G, B);
+        more channels than the entry repeat its values cyclically.
+
+        Examples
+        --------
+        >>> from cnntool.models.registry import get_entry   # doctest: +SKIP
+        >>> get_entry("simple_cnn").normalization(1)         # doctest: +SKIP
+        ((0.5,), (0.5,))
+        """
+        channels = in_channels or self.input_size[0]
+        if channels == len(self.mean):
+            return tuple(self.mean), tuple(self.std)
+        if channels == 1:
+            return (sum(self.mean) / len(self.mean),), (sum(self.std) / len(self.std),)
+        return (tuple(self.mean[i % len(self.mean)] for i in range(channels)),
+                tuple(self.std[i % len(self.std)] for i in range(channels)))
+
     def torchvision_weights(self, name: str):
-        """The torchvision Weights enum member ``name`` (``DEFAULT`` allowed)."""
-        if self.torchvision_name is None:
-            raise MissingWeightsError(f"{self.name} has no pretrained weights")
+        """The torchvision Weights enum member ``name`` (``DEFAULT`` allowed, any case).
+
+        Only the weights the entry lists: an enum member it leaves out (VGG-16's
+        ``IMAGENET1K_FEATURES``, whose classifier is untrained) is not offered.
+        """
+        if self.torchvision_name is None or not self.weights:
+            raise MissingWeightsError(f"{self.name} has no pretrained weights",
+                                      hint="train it with `cnntool train`, then use the checkpoint")
         from torchvision.models import get_model_weights
 
-        enum = get_model_weights(self.torchvision_name)
-        key = self.default_weights if name.upper() == "DEFAULT" else name
-        try:
-            return enum[key]
-        except KeyError:
+        key = self.default_weights if name.upper() == "DEFAULT" else name.upper()
+        if key not in self.weights:
             raise MissingWeightsError(
                 f"{self.name} has no weights named {name!r}",
                 hint="available: " + ", ".join(["DEFAULT", *self.weights]),
-            ) from None
+            )
+        return get_model_weights(self.torchvision_name)[key]
 
 
 @dataclass
@@ -172,6 +199,8 @@ class LoadedModel:
         Weights name (pretrained) or checkpoint path.
     checkpoint : dict
         The checkpoint's metadata (everything but tensors) when loaded from one.
+    interpolation : str
+        Resize filter of the evaluation transform.
     """
 
     model: Any
@@ -185,6 +214,7 @@ class LoadedModel:
     source: str
     weights: str | None = None
     checkpoint: dict = field(default_factory=dict)
+    interpolation: str = "bilinear"
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -246,60 +276,95 @@ def load(spec: str, *, device: str = "cpu", num_classes: int | None = None, pret
     device : str
         Where to put the model (already resolved: ``cpu``, ``cuda:0``...).
     num_classes : int, optional
-        For registry specs: the size of the head (a pretrained head is replaced if it differs).
+        The size of the head: a pretrained or checkpoint head is replaced by a fresh one if it
+        differs (and the class names become ``class_0``...).
 
     Raises
     ------
     UnknownModelError, MissingWeightsError, CheckpointError
+
+    Examples
+    --------
+    >>> loaded = load("lenet5")                                  # doctest: +SKIP
+    >>> loaded.input_size, loaded.classes[:2]                    # doctest: +SKIP
+    ((1, 32, 32), ['class_0', 'class_1'])
     """
     if is_checkpoint_spec(spec):
         from cnntool.models.checkpoint import load_checkpoint_model
 
         loaded = load_checkpoint_model(spec)
+        if num_classes is not None and num_classes != len(loaded.classes):
+            from cnntool.models.surgery import replace_head
+
+            replace_head(loaded.model, loaded.entry.head, num_classes)
+            loaded.classes = [f"class_{i}" for i in range(num_classes)]
     else:
         name, _, weights = spec.partition(":")
         entry = get_entry(name)
         weights = weights or None
         if weights is not None and not pretrained_ok:
             raise UsageError("pretrained weights are not allowed here")
-        if weights is not None:
-            model = _build_pretrained(entry, weights, num_classes)
-            meta = entry.torchvision_weights(weights).meta
-            categories = list(meta.get("categories") or [])
-            classes = categories if (num_classes is None or num_classes == len(categories)) else None
-            source = "pretrained"
-        else:
-            model = entry.build(num_classes=num_classes)
-            classes = None
-            source = "registry"
         n = num_classes or entry.num_classes
-        loaded = LoadedModel(
-            model=model, entry=entry, task=entry.task,
-            classes=classes or [f"class_{i}" for i in range(n)],
-            input_size=entry.input_size, mean=entry.mean, std=entry.std,
-            resize_size=entry.resize_size, source=source, weights=weights,
-        )
+        classes = [f"class_{i}" for i in range(n)]
+        if weights is not None:
+            member = entry.torchvision_weights(weights)
+            model = _build_pretrained(entry, weights, num_classes)
+            categories = list(member.meta.get("categories") or [])
+            if len(categories) == n:
+                classes = categories
+            loaded = LoadedModel(model=model, entry=entry, task=entry.task, classes=classes,
+                                 mean=entry.mean, std=entry.std, source="pretrained",
+                                 weights=member.name, **pretrained_preprocessing(entry, member))
+        else:
+            loaded = LoadedModel(
+                model=entry.build(num_classes=num_classes), entry=entry, task=entry.task,
+                classes=classes, input_size=entry.input_size, mean=entry.mean, std=entry.std,
+                resize_size=entry.resize_size, interpolation=entry.interpolation, source="registry",
+            )
     loaded.model.to(device)
     loaded.model.eval()
     return loaded
 
 
+def pretrained_preprocessing(entry: ModelEntry, member) -> dict:
+    """Input size, resize and filter that torchvision's weights ``member`` were evaluated with.
+
+    Mean and std stay the entry's: they describe the model as cnntool builds it (GoogLeNet is
+    built without torchvision's ``transform_input``, so its entry says 0.5/0.5).
+    """
+    transform = member.transforms()
+    crop = transform.crop_size[0]
+    return {
+        "input_size": (entry.input_size[0], crop, crop),
+        "resize_size": transform.resize_size[0] if transform.resize_size else None,
+        "interpolation": transform.interpolation.value,
+    }
+
+
+def cached_weights_path(entry: ModelEntry, weights: str) -> Path:
+    """Where torchvision's hub cache keeps the file of ``weights`` (``$TORCH_HOME/hub/checkpoints/...``)."""
+    from torch.hub import get_dir
+
+    member = entry.torchvision_weights(weights)
+    return Path(get_dir()) / "checkpoints" / os.path.basename(member.url)
+
+
 def _build_pretrained(entry: ModelEntry, weights: str, num_classes: int | None):
     """Build with pretrained weights; an offline machine gets a message naming the cache file."""
-    enum_member = entry.torchvision_weights(weights)
+    url = entry.torchvision_weights(weights).url
+    cached = cached_weights_path(entry, weights)
+    import pickle
+
     try:
         return entry.build(weights=weights, num_classes=num_classes)
-    except (OSError, RuntimeError) as exc:
-        from torch.hub import get_dir
-
-        filename = os.path.basename(enum_member.url)
-        cached = Path(get_dir()) / "checkpoints" / filename
-        if isinstance(exc, RuntimeError) and cached.exists():
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if cached.exists():
             raise MissingWeightsError(
-                f"the cached weights file {cached} is corrupted or incomplete: {str(exc).splitlines()[0]}",
-                hint=f"delete it and download again from {enum_member.url}",
+                f"the cached weights file {cached} is corrupted or incomplete: {reason}",
+                hint=f"delete it and download again from {url}",
             ) from None
         raise MissingWeightsError(
-            f"cannot download pretrained weights for {entry.name}:{weights} ({type(exc).__name__})",
-            hint=f"download {enum_member.url} and place it at {cached} (set TORCH_HOME to move the cache)",
+            f"weights {entry.name}:{weights} are not in the cache ({cached}) and cannot be downloaded: {reason}",
+            hint=f"download {url} and place it at {cached} (set TORCH_HOME to move the cache)",
         ) from None

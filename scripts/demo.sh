@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make demo`: the main jobs on the bundled samples/, end to end, in about a minute on 2 CPU cores.
+# Records go to stdout as tables; the files land in demo-out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=demo-out
+rm -rf "$OUT"
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "cnntool filter: Gaussian blur, then Sobel edge magnitude, on the bundled photos"
+cnntool filter samples/photos -k gaussian:sigma=1.5 -k sobel:axis=magnitude -o "$OUT/edges" --format table
+
+step "cnntool models: the registry, and LeNet-5's layers"
+cnntool models list --format table
+cnntool models summary lenet5 --format table
+
+step "cnntool audit: planted problems in samples/audit (see samples/audit/PLANTED.txt)"
+# The audit finds problems by design; the demo shows them without failing on them.
+cnntool audit samples/audit --format table --report "$OUT/audit.html" --no-cache || true
+
+step "cnntool train: LeNet-5 on scikit-learn's handwritten digits"
+cnntool train samples/digits --arch lenet5 -o "$OUT/digits-lenet5" --format table
+
+step "cnntool predict: evaluate the checkpoint on the validation split"
+cnntool predict samples/digits/val -m "$OUT/digits-lenet5/best.pt" --eval -o "$OUT/predict" --format table | tail -n 3
+
+step "cnntool explain: Grad-CAM for the first few validation digits"
+cnntool explain samples/digits/val/3 -m "$OUT/digits-lenet5/best.pt" --method gradcam -o "$OUT/explain" --format table | head -n 6
+
+printf '\nDemo outputs are in %s/\n' "$OUT" >&2
