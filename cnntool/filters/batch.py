@@ -1,0 +1,197 @@
+"""Filtering files: load -> op chain -> scale -> atomic write, one record per input.
+
+:func:`plan_outputs` decides every output path up front (mirroring relative paths, refusing
+to write over any input or to write one output twice); :func:`filter_file` then runs one
+input and returns its record, never raising for a bad input. The ``filter`` command maps
+:func:`filter_file` over the inputs on worker threads.
+
+The record fields are documented (and kept stable) in :mod:`cnntool.cli.filter`.
+
+Fast path: when the chain is one smoothing kernel (non-negative and separable: mean,
+gaussian, or such a custom kernel) at stride 1, dilation 1, ``same`` padding, on an 8-bit
+image written as an image with ``clip`` scaling, OpenCV filters in float32 straight from the
+uint8 pixels and rounds to uint8. The image is the float64 result rounded, except that a
+value within ~1e-5 of a .5 tie may round the other way (about 1 value in 100,000, off by 1);
+``min``/``max`` then come from the float32 result. ``exact=True`` (``--exact``) turns it off;
+``.npy`` outputs and records without ``-o`` are always float64.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image, read_array
+from cnntool.data.sources import InputItem
+from cnntool.data.writers import IMAGE_WRITE_EXTENSIONS, check_not_input, output_path, write_image, write_npy
+from cnntool.errors import InputError
+from cnntool.filters.convolve import cv2_border, resolve_padding
+from cnntool.filters.kernels import separate
+from cnntool.filters.ops import Op, chain_text, run_ops
+from cnntool.filters.scale import to_uint8
+
+#: Output extensions ``--ext`` accepts (without the dot).
+OUTPUT_EXTENSIONS = tuple(sorted(e.lstrip(".") for e in IMAGE_WRITE_EXTENSIONS)) + ("npy",)
+#: Extension used for an input format OpenCV cannot write (gif, ico...).
+FALLBACK_EXTENSION = ".png"
+
+
+@dataclass(frozen=True)
+class FilterJob:
+    """Everything :func:`filter_file` needs besides the input."""
+
+    ops: tuple[Op, ...]
+    color: str = "channels"  # channels|gray|luminance
+    scale: str = "clip"  # how image outputs become uint8 (npy outputs are never scaled)
+    overwrite: bool = False  # replace existing outputs instead of skipping them
+    max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger inputs (images and arrays)
+    quality: int = 95  # JPEG/WebP quality of image outputs
+    exact: bool = False  # never take the float32 fast path for 8-bit image outputs
+
+    @property
+    def text(self) -> str:
+        return chain_text(self.ops)
+
+    @property
+    def fast_op(self) -> Op | None:
+        """The op the float32 fast path can run for this job, if any (see the module docstring)."""
+        if self.exact or len(self.ops) != 1 or self.scale != "clip" or self.color != "channels":
+            return None
+        op = self.ops[0]
+        if op.spec.kind != "kernel" or op.matrix is None:
+            return None
+        p = op.params
+        if p["stride"] != 1 or p["dilation"] != 1 or p["pad"] != "same" or p["border"] == "wrap":
+            return None
+        if p["method"] == "fft" or (op.matrix < 0).any() or separate(op.matrix) is None:
+            return None
+        return op
+
+
+def output_extension(rel_suffix: str, ext: str | None) -> str:
+    """The output extension (with the dot): ``ext`` if given, else the input's when writable."""
+    if ext:
+        return "." + ext.lower().lstrip(".")
+    suffix = rel_suffix.lower()
+    if suffix == ".npy" or suffix in IMAGE_WRITE_EXTENSIONS:
+        return rel_suffix
+    return FALLBACK_EXTENSION
+
+
+def plan_outputs(items: Sequence[InputItem], out_dir: str | os.PathLike | None,
+                 ext: str | None = None) -> list[tuple[Path | None, str | None]]:
+    """For each input, ``(output path or None, error or None)``.
+
+    An output that would land on any input of the batch, or that another input already
+    maps to (``a.jpg`` and ``a.png`` with ``--ext png``), gets an error instead.
+    """
+    if out_dir is None:
+        return [(None, None) for _ in items]
+    inputs = {_key(i.path) for i in items if i.ok}
+    taken: dict[str, str] = {}
+    plans: list[tuple[Path | None, str | None]] = []
+    for item in items:
+        if not item.ok:
+            plans.append((None, None))
+            continue
+        out = output_path(item.rel, out_dir, ext=output_extension(item.rel.suffix, ext))
+        key = _key(out)
+        if key in inputs:
+            plans.append((None, f"refusing to overwrite the input file {out}"))
+        elif key in taken:
+            plans.append((None, f"output {out} would also be written for {taken[key]}"))
+        else:
+            taken[key] = item.path
+            plans.append((out, None))
+    return plans
+
+
+def _key(path) -> str:
+    return os.path.normcase(os.path.abspath(os.fspath(path)))
+
+
+def load_input(path: str, job: FilterJob) -> np.ndarray:
+    """An image (RGB, or 2-D when the file is grayscale) or a ``.npy`` array, checked."""
+    if Path(path).suffix.lower() != ".npy":
+        return decode_image(path, mode="auto", max_pixels=job.max_pixels)
+    arr = read_array(path)
+    if arr.shape[0] * arr.shape[1] > job.max_pixels:
+        raise InputError(f"array too large: {arr.shape[1]}x{arr.shape[0]} exceeds --max-pixels {job.max_pixels:,}")
+    if arr.size == 0:
+        raise InputError(f"empty array, shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError("array has NaN or infinite values")
+    return arr
+
+
+def filter_file(item: InputItem, job: FilterJob, out: Path | None = None, planned_error: str | None = None) -> dict:
+    """Filter one input and write its output; returns its record (errors are records)."""
+    import cv2
+
+    record = {"path": item.path, "output": None, "ops": job.text, "input_shape": None,
+              "output_shape": None, "min": None, "max": None, "skipped": False, "error": None}
+    if item.error or planned_error:
+        record["error"] = item.error or planned_error
+        return record
+    try:
+        if out is not None:
+            check_not_input(out, item.path)
+            if out.exists() and not job.overwrite:
+                record.update(output=str(out), skipped=True)
+                return record
+        image = load_input(item.path, job)
+        record["input_shape"] = list(image.shape)
+        fast = job.fast_op if out is not None and out.suffix.lower() != ".npy" else None
+        if fast is not None and image.dtype == np.uint8 and _fits(image, fast.matrix):
+            pixels, lo, hi = smooth_uint8(image, fast)
+            record.update(output_shape=list(pixels.shape), min=lo, max=hi)
+            write_image(out, pixels, quality=job.quality)
+            record["output"] = str(out)
+            return record
+        result = run_ops(image, job.ops, color=job.color)
+        record.update(output_shape=list(result.shape), min=float(result.min()), max=float(result.max()))
+        if out is not None:
+            write_result(out, result, job)
+            record["output"] = str(out)
+    except InputError as exc:
+        record["error"] = str(exc)
+    except (ValueError, cv2.error, MemoryError, OSError) as exc:
+        record["error"] = _one_line(exc)
+    return record
+
+
+def _fits(image: np.ndarray, kernel: np.ndarray) -> bool:
+    return (image.shape[0] > kernel.shape[0] and image.shape[1] > kernel.shape[1]
+            and (image.ndim == 2 or image.shape[2] <= 4))
+
+
+def smooth_uint8(image: np.ndarray, op: Op) -> tuple[np.ndarray, float, float]:
+    """The fast path: a non-negative separable kernel over uint8 pixels, in float32 with
+    OpenCV, 'same' size; returns (uint8 pixels, min, max of the float32 result)."""
+    import cv2
+
+    kernel = op.matrix[::-1, ::-1] if op.params["mode"] == "conv" else op.matrix
+    col, row = separate(kernel)
+    (top, _), (left, _) = resolve_padding("same", kernel.shape)
+    result = cv2.sepFilter2D(image, cv2.CV_32F, row.astype(np.float32), col.astype(np.float32),
+                             anchor=(left, top), borderType=cv2_border(op.params["border"]))
+    result = result.reshape(image.shape)
+    # non-negative kernel on uint8: the result is >= 0, so |x| rounded and saturated is clip
+    return cv2.convertScaleAbs(result).reshape(image.shape), float(result.min()), float(result.max())
+
+
+def write_result(out: Path, result: np.ndarray, job: FilterJob) -> None:
+    """``.npy``: the float64 result exactly; images: scaled to uint8 by ``job.scale``."""
+    if out.suffix.lower() == ".npy":
+        write_npy(out, np.asarray(result, dtype=np.float64))
+    else:
+        write_image(out, to_uint8(result, job.scale), quality=job.quality)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
