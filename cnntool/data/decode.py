@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from cnntool.errors import InputError
@@ -92,6 +93,9 @@ def decode_image(
                     f"image too large: {width}x{height} = {width * height:,} pixels "
                     f"exceeds --max-pixels {max_pixels:,}"
                 )
+            fast = _decode_with_opencv(im, path, mode)
+            if fast is not None:
+                return fast
             im.load()
             im = ImageOps.exif_transpose(im)
             return _to_array(im, mode, background)
@@ -108,6 +112,47 @@ def decode_image(
         raise InputError(f"corrupt image: {reason}") from None
     except MemoryError:
         raise InputError("image too large to decode in memory") from None
+
+
+def _decode_with_opencv(im, path: str, mode: str) -> np.ndarray | None:
+    """Decode plain, complete 8-bit JPEG/PNG with OpenCV (faster than Pillow); None otherwise.
+
+    Pillow has already read the header (size, mode, EXIF). Anything unusual (alpha, palette,
+    16-bit, an EXIF rotation, a file that does not end where its format says it must) returns
+    None, and Pillow decodes it with a precise error message if it is broken: OpenCV would
+    silently decode a truncated JPEG.
+    """
+    if im.format not in ("JPEG", "PNG") or im.mode not in ("RGB", "L"):
+        return None
+    if im.format == "PNG" and ("transparency" in im.info or im.info.get("bits", 8) != 8):
+        return None
+    # For PNG, Pillow's getexif() decodes the whole image to look past IDAT; an eXIf chunk
+    # before the pixels (where writers put it) is already in im.info.
+    if (im.format == "JPEG" or "exif" in im.info) and im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    tail = data[-64:].rstrip(b"\x00\r\n ")
+    if not tail.endswith(_JPEG_END if im.format == "JPEG" else _PNG_END):
+        return None
+    gray_source = im.mode == "L"
+    flags = cv2.IMREAD_GRAYSCALE if gray_source else _IMREAD_RGB
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags | cv2.IMREAD_IGNORE_ORIENTATION)
+    if array is None or array.shape[:2] != (im.size[1], im.size[0]):
+        return None
+    if gray_source:
+        return _from_gray(array, mode)
+    if _IMREAD_RGB == cv2.IMREAD_COLOR:  # OpenCV before 4.10 decodes to BGR only
+        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    if mode == "gray":
+        return np.ascontiguousarray(cv2.cvtColor(array, cv2.COLOR_RGB2GRAY))
+    return np.ascontiguousarray(array)
+
+
+_EXIF_ORIENTATION = 0x0112
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"IEND\xaeB`\x82"
 
 
 def _to_array(im, mode: str, background: tuple[int, int, int]) -> np.ndarray:
@@ -135,8 +180,6 @@ def _to_array(im, mode: str, background: tuple[int, int, int]) -> np.ndarray:
         return _from_gray(gray, mode)
     rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     if mode == "gray":
-        import cv2
-
         return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     return np.ascontiguousarray(rgb)
 

@@ -144,3 +144,22 @@ def test_read_array_and_load_pixels(tmp_path):
     np.save(tmp_path / "c.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="not a valid .npy"):
         read_array(tmp_path / "c.npy")
+
+
+def test_opencv_path_is_used_for_plain_files_and_agrees_with_pillow(tmp_path, rgb_image):
+    from cnntool.data import decode
+
+    big = cv2.resize(rgb_image, (64, 48))
+    jpg = write_rgb(tmp_path / "a.jpg", big)
+    png = write_rgb(tmp_path / "a.png", big)
+    rgba = tmp_path / "alpha.png"
+    Image.fromarray(np.dstack([big, np.full(big.shape[:2], 128, np.uint8)]), "RGBA").save(rgba)
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(jpg.read_bytes()[:-200])
+    for path, expect_fast in ((jpg, True), (png, True), (rgba, False), (truncated, False)):
+        with Image.open(path) as im:
+            fast = decode._decode_with_opencv(im, str(path), "rgb")
+        assert (fast is not None) == expect_fast, path.name
+        if fast is not None:
+            with Image.open(path) as im:
+                np.testing.assert_array_equal(fast, np.asarray(im.convert("RGB")))
