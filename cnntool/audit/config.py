@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from cnntool.audit.checks import IMAGE_CHECKS, Thresholds
 from cnntool.audit.duplicates import HASH_METHODS
+from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import UsageError
 
 #: Every check, in report order.
@@ -45,9 +46,6 @@ DEFAULT_MAX_DISTANCE = 4
 DEFAULT_MIN_SIMILARITY = 0.9
 #: A class with fewer images than this share of the largest class is flagged.
 DEFAULT_CLASS_IMBALANCE = 0.1
-#: cnntool.data.decode.DEFAULT_MAX_PIXELS, not imported: that module loads OpenCV, which a run
-#: served from the cache never needs.
-DEFAULT_MAX_PIXELS = 16384 * 16384
 #: Cross-validation folds of the linear probes behind label_issues.
 DEFAULT_FOLDS = 5
 

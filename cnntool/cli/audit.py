@@ -15,10 +15,8 @@ import typer
 
 from cnntool.cli._options import (BatchSize, Device, Format, Inputs, MaxPixels, Quiet, Seed, Verbose, Workers,
                                   default_workers, make_output)
+from cnntool.data.limits import DEFAULT_MAX_PIXELS
 
-#: cnntool.data.decode.DEFAULT_MAX_PIXELS, not imported here: that module loads OpenCV, and
-#: `cnntool --help` must start fast.
-_DEFAULT_MAX_PIXELS = 16384 * 16384
 
 Checks = Annotated[Optional[str], typer.Option(
     "--checks", help="Comma-separated checks to run, or 'all' [default: all but label and leak checks]: corrupt, dark, "
@@ -83,7 +81,7 @@ def audit_command(
     batch_size: BatchSize = 32,
     device: Device = "auto",
     seed: Seed = 0,
-    max_pixels: MaxPixels = _DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
 ) -> int:
     """Find corrupt, dark, light, blurry, low-information, grayscale, odd-sized, duplicate, leaked and
     mislabelled images; exit 1 when a --fail-on rule trips.

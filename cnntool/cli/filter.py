@@ -43,10 +43,9 @@ from cnntool.cli._options import (
 )
 from cnntool.errors import UsageError
 from cnntool.filters.names import BORDERS, COLOR_MODES, METHODS, MODES, PADDINGS, SCALES
+from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.filters.ops import OP_NAMES, suggest
 
-#: Pixels an input may have unless --max-pixels says otherwise (cnntool.data.decode's default).
-_DEFAULT_MAX_PIXELS = 16384 * 16384
 
 
 def filter_command(
@@ -90,7 +89,7 @@ def filter_command(
     out: OutDir = None,
     overwrite: Overwrite = False,
     workers: Workers = 0,
-    max_pixels: MaxPixels = _DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     format: Format = None,
     quiet: Quiet = False,
     verbose: Verbose = False,

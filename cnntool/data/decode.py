@@ -17,8 +17,7 @@ import numpy as np
 
 from cnntool.errors import InputError
 
-#: Default ``--max-pixels``: 1/4 gigapixel (a 16k x 16k image), far above any photo.
-DEFAULT_MAX_PIXELS = 16384 * 16384
+from cnntool.data.limits import DEFAULT_MAX_PIXELS  # noqa: E402  (re-exported)
 
 #: Colour that transparent pixels are composited over: white, as a viewer shows them on a page.
 DEFAULT_BACKGROUND = (255, 255, 255)

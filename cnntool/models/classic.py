@@ -3,7 +3,8 @@
 LeNet-5 as published, and two small networks for fast experiments on small images:
 ``simple_cnn`` (plain conv-BN-ReLU-pool blocks) and ``xception_small`` (depthwise-separable
 convolutions with residual connections). Every builder has the registry signature
-``builder(*, num_classes, in_channels, **kwargs)``.
+``builder(*, num_classes, in_channels, **kwargs)``. Their registry entries are in
+``entries.py``, which imports no torch; this module is imported only when a model is built.
 """
 
 from __future__ import annotations
@@ -12,11 +13,6 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-
-from cnntool.models.registry import ModelEntry, register
-
-#: Normalisation for cnntool's own models, trained from scratch: [0, 1] -> [-1, 1].
-HALF = (0.5, 0.5, 0.5)
 
 #: Output channels of simple_cnn's three conv-BN-ReLU-maxpool blocks.
 SIMPLE_CNN_WIDTHS = (32, 64, 128)
@@ -52,12 +48,6 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1):
     )
 
 
-register(ModelEntry(
-    name="lenet5", task="classification", builder=lenet5, family="lenet",
-    input_size=(1, 32, 32), mean=(0.5,), std=(0.5,), num_classes=10,
-    head="11", cam_layer="4", first_conv="0", reference_params=61_706,
-    description="LeNet-5 (1998): tanh, average pooling, 32x32 grayscale",
-))
 
 
 def simple_cnn(*, num_classes: int = 10, in_channels: int = 3, widths: tuple[int, ...] = SIMPLE_CNN_WIDTHS):
@@ -192,17 +182,3 @@ def _kaiming_init(model: nn.Module) -> None:
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-
-
-register(ModelEntry(
-    name="simple_cnn", task="classification", builder=simple_cnn, family="simple",
-    input_size=(3, 64, 64), mean=HALF, std=HALF, num_classes=10,
-    head="fc", cam_layer="features", first_conv="features.0.0", reference_params=94_762,
-    description="Small plain CNN: three conv-BN-ReLU-maxpool blocks, global average pooling",
-))
-register(ModelEntry(
-    name="xception_small", task="classification", builder=xception_small, family="xception",
-    input_size=(3, 64, 64), mean=HALF, std=HALF, num_classes=10,
-    head="fc", cam_layer="exit_flow", first_conv="stem.0", reference_params=603_754,
-    description="Small Xception-style net: residual depthwise-separable conv blocks, 64x64",
-))

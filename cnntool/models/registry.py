@@ -29,7 +29,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Modules whose import registers entries. Later tasks (detection, segmentation, video) add theirs.
-_ENTRY_MODULES = ("cnntool.models.classic", "cnntool.models.zoo")
+_ENTRY_MODULES = ("cnntool.models.entries", "cnntool.models.zoo")
 
 
 @dataclass(frozen=True)

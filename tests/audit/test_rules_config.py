@@ -116,11 +116,3 @@ def test_bad_config_files(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(UsageError, match="not found"):
         load_config_file(tmp_path / "nope.toml")
-
-
-def test_max_pixels_default_is_the_decoders():
-    from cnntool.audit import config
-    from cnntool.cli import audit
-    from cnntool.data.decode import DEFAULT_MAX_PIXELS
-
-    assert config.DEFAULT_MAX_PIXELS == audit._DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS
