@@ -80,20 +80,20 @@ def make_faces(out: Path) -> None:
             _write(out / split / names[labels[i]] / f"{i:03d}.png", gray)
 
 
-#: What samples/audit plants, file by file (the audit demo and README refer to it).
+#: What samples/audit plants, file by file (the audit demo and README refer to it). Each
+#: planted problem comes from its own photo, so only the planted duplicates are duplicates.
 PLANTED = {
     "clean_astronaut.jpg": "none",
     "clean_coffee.jpg": "none",
     "clean_chelsea.jpg": "none",
-    "clean_rocket.jpg": "none",
     "clean_motorcycle.jpg": "none",
     "clean_astronaut_face.png": "none",
-    "dark_coffee.jpg": "dark",
-    "light_chelsea.jpg": "light",
+    "dark_immunohistochemistry.jpg": "dark",
+    "light_retina.jpg": "light",
     "blurry_rocket.jpg": "blurry",
     "lowinfo_flat.png": "low_information",
-    "gray_as_rgb_astronaut.png": "grayscale (R=G=B stored as RGB)",
-    "odd_size_tiny.png": "odd_size",
+    "gray_as_rgb_gravel.png": "grayscale (R=G=B stored as RGB)",
+    "odd_size_tiny_hubble.png": "odd_size",
     "odd_aspect_banner.jpg": "odd_aspect_ratio",
     "dup_coffee_copy.jpg": "exact duplicate of clean_coffee.jpg",
     "near_dup_chelsea_small.jpg": "near duplicate of clean_chelsea.jpg (resized, re-encoded)",
@@ -101,44 +101,49 @@ PLANTED = {
     "truncated_rocket.jpg": "corrupt (truncated JPEG)",
     "empty.jpg": "corrupt (zero bytes)",
     "not_an_image.jpg": "corrupt (a text file named .jpg)",
-    "bitmap_motorcycle.bmp": "none (.bmp, which CleanVision skips)",
-    "UPPER_CASE_ASTRONAUT.JPG": "none (upper-case extension)",
+    "bitmap_astronaut_corner.bmp": "none (.bmp, which CleanVision skips)",
+    "UPPER_CASE_ASTRONAUT_SUIT.JPG": "none (upper-case extension)",
 }
 
 
-def _crop(image: np.ndarray, size: int = 256) -> np.ndarray:
+def _square(image: np.ndarray, side: int = 320) -> np.ndarray:
     h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(image[top:top + size, left:left + size])
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return cv2.resize(image[top:top + s, left:left + s], (side, side), interpolation=cv2.INTER_AREA)
 
 
 def make_audit(out: Path) -> None:
+    from skimage import data
+
     rng = np.random.default_rng(0)
     photos = {name: _photo(name) for name in PHOTOS}
-    clean = {name: cv2.resize(photos[name], (320, 320), interpolation=cv2.INTER_AREA) for name in PHOTOS}
-    for name in PHOTOS:
+    clean = {name: _square(photos[name]) for name in PHOTOS}
+    for name in ("astronaut", "coffee", "chelsea", "motorcycle"):
         _write(out / f"clean_{name}.jpg", clean[name])
     _write(out / "clean_astronaut_face.png", photos["astronaut"][30:230, 160:360])
-    _write(out / "dark_coffee.jpg", (clean["coffee"].astype(np.float64) * 0.12).astype(np.uint8))
-    light = 255 - ((255 - clean["chelsea"].astype(np.float64)) * 0.08)
-    _write(out / "light_chelsea.jpg", light.astype(np.uint8))
+    dim = _square(data.immunohistochemistry()).astype(np.float64) * 0.12
+    _write(out / "dark_immunohistochemistry.jpg", dim.astype(np.uint8))
+    retina = _square(data.retina()[300:1100, 300:1100]).astype(np.float64)
+    _write(out / "light_retina.jpg", (255 - (255 - retina) * 0.08).astype(np.uint8))
     _write(out / "blurry_rocket.jpg", cv2.GaussianBlur(clean["rocket"], (0, 0), 4))
     flat = np.full((256, 256, 3), 128, np.uint8) + rng.integers(0, 2, (256, 256, 3), dtype=np.uint8)
     _write(out / "lowinfo_flat.png", flat)
-    gray = cv2.cvtColor(clean["astronaut"], cv2.COLOR_RGB2GRAY)
-    _write(out / "gray_as_rgb_astronaut.png", np.repeat(gray[:, :, None], 3, axis=2))
-    _write(out / "odd_size_tiny.png", cv2.resize(clean["coffee"], (24, 24), interpolation=cv2.INTER_AREA))
+    gravel = data.gravel()
+    _write(out / "gray_as_rgb_gravel.png", np.repeat(gravel[:, :, None], 3, axis=2))
+    hubble = data.hubble_deep_field()[400:700, 300:600]
+    _write(out / "odd_size_tiny_hubble.png", cv2.resize(hubble, (24, 24), interpolation=cv2.INTER_AREA))
     _write(out / "odd_aspect_banner.jpg", clean["motorcycle"][140:180, :])
     shutil.copyfile(out / "clean_coffee.jpg", out / "dup_coffee_copy.jpg")
     _write(out / "near_dup_chelsea_small.jpg", cv2.resize(clean["chelsea"], (240, 240), interpolation=cv2.INTER_AREA),
            quality=75)
     (out / "corrupt_random_bytes.png").write_bytes(rng.integers(0, 256, 2048, dtype=np.uint8).tobytes())
-    whole = (out / "clean_rocket.jpg").read_bytes()
-    (out / "truncated_rocket.jpg").write_bytes(whole[: len(whole) // 3])
+    ok, whole = cv2.imencode(".jpg", cv2.cvtColor(clean["rocket"], cv2.COLOR_RGB2BGR))
+    (out / "truncated_rocket.jpg").write_bytes(whole.tobytes()[: len(whole) // 3])
     (out / "empty.jpg").write_bytes(b"")
     (out / "not_an_image.jpg").write_text("this is a text file with an image extension\n")
-    _write(out / "bitmap_motorcycle.bmp", _crop(photos["motorcycle"], 200))
-    _write(out / "UPPER_CASE_ASTRONAUT.JPG", _crop(photos["astronaut"], 300))
+    _write(out / "bitmap_astronaut_corner.bmp", photos["astronaut"][0:260, 260:512])
+    _write(out / "UPPER_CASE_ASTRONAUT_SUIT.JPG", photos["astronaut"][280:512, 0:260])
     (out / "PLANTED.txt").write_text(
         "".join(f"{name}\t{what}\n" for name, what in PLANTED.items()), encoding="utf-8")
 
