@@ -1,0 +1,137 @@
+"""``cnntool explain``: why did the model say that? Heatmaps, feature maps, kernels, maximisation.
+
+Thin: parse options, load the model, build the :class:`~cnntool.infer.explain.Explainer`, emit
+records. The record schema is documented in :mod:`cnntool.infer.explain`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cnntool.cli._options import (
+    BatchSize,
+    Device,
+    Format,
+    Inputs,
+    MaxPixels,
+    Model,
+    OutDir,
+    Overwrite,
+    Quiet,
+    Seed,
+    Verbose,
+    Workers,
+    default_workers,
+    make_output,
+)
+
+Method = Annotated[str, typer.Option(
+    "--method",
+    help="cam | gradcam | gradcam++ | xgradcam | hirescam | layercam | scorecam | eigencam "
+         "(heatmaps); featuremaps (a layer's activation maps); kernels (the first convolution's "
+         "kernels); maximize (the input that maximises --channel of --layer).",
+)]
+Layer = Annotated[Optional[str], typer.Option(
+    "--layer", help="Target layer, a dotted module name [default: the model's cam_layer; first_conv for kernels].")]
+Target = Annotated[Optional[str], typer.Option(
+    "--target", "-t", help="Class to explain, by name or index [default: each image's predicted class].")]
+Score = Annotated[bool, typer.Option(
+    "--score", help="Add a faithfulness score per image (confidence drop when the hot pixels are removed).")]
+Channel = Annotated[int, typer.Option("--channel", min=0, help="maximize: the channel of --layer.")]
+Steps = Annotated[int, typer.Option("--steps", min=1, help="maximize: gradient-ascent steps.")]
+MaxMaps = Annotated[int, typer.Option("--max-maps", min=1, help="featuremaps: channels shown per image.")]
+AugSmooth = Annotated[bool, typer.Option(
+    "--aug-smooth", help="Average over flips and brightness changes (6x the work; smoother maps).")]
+EigenSmooth = Annotated[bool, typer.Option(
+    "--eigen-smooth", help="Use the first principal component of the weighted activations (less noise).")]
+
+
+def explain_command(
+    inputs: Inputs = None,
+    model: Model = ...,
+    method: Method = "gradcam",
+    layer: Layer = None,
+    target: Target = None,
+    score: Score = False,
+    channel: Channel = 0,
+    steps: Steps = 256,
+    max_maps: MaxMaps = 64,
+    aug_smooth: AugSmooth = False,
+    eigen_smooth: EigenSmooth = False,
+    out_dir: OutDir = None,
+    overwrite: Overwrite = False,
+    batch_size: BatchSize = 16,
+    workers: Workers = 0,
+    device: Device = "auto",
+    seed: Seed = 0,
+    max_pixels: MaxPixels = None,
+    format: Format = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> int:
+    """Explain a classifier's decisions: Grad-CAM and friends over folders of images.
+
+    Writes, per image, an overlay PNG and the heatmap .npy under -o, and one record with the
+    class, its score, the heatmap's peak and the box around its hot region.
+
+    \b
+    Examples:
+      cnntool explain photos/ -m runs/cats/best.pt -o cams/
+      cnntool explain cat.jpg -m resnet18:DEFAULT --method gradcam++ --target "tabby"
+      cnntool explain photos/ -m runs/cats/best.pt --method scorecam --score
+      cnntool explain cat.jpg -m resnet18:DEFAULT --method featuremaps --layer layer1 -o maps/
+      cnntool explain -m alexnet:DEFAULT --method kernels -o figs/
+      cnntool explain -m vgg16:DEFAULT --method maximize --layer features.28 --channel 7 -o figs/
+    """
+    from dataclasses import replace
+
+    from cnntool.data.sources import resolve_inputs
+    from cnntool.errors import UsageError
+    from cnntool.infer.explain import (
+        MODEL_METHODS,
+        ExplainConfig,
+        Explainer,
+        RunOptions,
+        canonical,
+        explain_inputs,
+        explain_model,
+    )
+    from cnntool.models import load
+    from cnntool.train.device import resolve_device
+
+    out = make_output(format, quiet, verbose)
+    method = canonical(method)
+    if method in MODEL_METHODS:
+        if out_dir is None:
+            raise UsageError(f"--method {method} writes an image: give -o DIR")
+        if inputs:
+            out.warn(f"--method {method} looks at the model only; the inputs are ignored")
+    elif not inputs:
+        raise UsageError("give images to explain", hint="files, folders, globs, @list.txt or -")
+
+    import torch
+
+    torch.manual_seed(seed)
+    loaded = load(model, device=str(resolve_device(device)))
+    config = ExplainConfig(method=method, layer=layer, target=target, score=score, aug_smooth=aug_smooth,
+                           eigen_smooth=eigen_smooth, batch_size=batch_size, max_maps=max_maps, channel=channel)
+    config = replace(config, maximize=replace(config.maximize, steps=steps, seed=seed))
+    explainer = Explainer(loaded, config)
+    out.debug(f"explain: {method} on {loaded.entry.name} layer {explainer.layer}, device {explainer.device}")
+
+    if method in MODEL_METHODS:
+        out.emit(explain_model(model, explainer, out_dir, overwrite=overwrite))
+        out.close()
+        return out.exit_code
+
+    items = resolve_inputs(inputs)
+    options = RunOptions(out_dir=out_dir, overwrite=overwrite, workers=default_workers(workers),
+                         max_pixels=max_pixels)
+    records = explain_inputs(items, explainer, options)
+    for record in out.progress(records, total=len(items), desc=method):
+        out.emit(record)
+    out.close()
+    out.summary("images")
+    return out.exit_code

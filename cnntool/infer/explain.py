@@ -1,0 +1,607 @@
+"""``cnntool explain``: heatmaps (CAM, Grad-CAM and relatives), feature maps, kernels, maximisation.
+
+The heatmaps come from :mod:`cnntool.infer.cam` (one efficient core for every method), the grids
+and the activation maximisation from :mod:`cnntool.infer.visualize`. This module runs them over
+many inputs (batched through the shared loaders), maps heatmaps back onto the photos, draws the
+overlays, writes the files and builds the records. It prints nothing.
+
+Records
+-------
+Heatmap methods (``cam gradcam gradcam++ xgradcam hirescam layercam scorecam eigencam``), one
+per input:
+
+``path``          the input, as given
+``method``        the method's canonical name
+``layer``         the target layer (dotted module name)
+``class``         name of the class explained (``--target``, or the predicted class)
+``class_index``   its index
+``score``         the model's softmax probability for that class
+``peak``          ``[x, y]``: the heatmap's maximum, in the original image's pixels
+``box``           ``[x0, y0, x1, y1]`` (x1, y1 exclusive), in the original image's pixels: the
+                  bounding box of the largest 8-connected region where the heatmap is at least
+                  :data:`BOX_THRESHOLD` (50 %) of its maximum
+``overlay``       the overlay PNG written (with ``-o``), else null
+``heatmap``       the heatmap ``.npy`` written (with ``-o``), else null: float32 in [0, 1] at the
+                  original image's size (0 outside the centre crop the model saw)
+``faithfulness``  with ``--score``: ``{"morf", "lerf", "road"}`` from
+                  :func:`cnntool.infer.cam.faithfulness_scores`: the mean change in the class's
+                  probability when the most (``morf``) or least (``lerf``) relevant 10, 30, 50,
+                  70, 90 % of the pixels are removed (filled in from the kept ones);
+                  ``road = (lerf - morf) / 2``, higher is more faithful
+``error``         null, or why this input failed (then the other fields are absent)
+
+``peak`` and ``box`` are null when the heatmap is zero everywhere. With ``-o``, an input whose
+output files all exist already (and no ``--overwrite``) is not recomputed: its record has
+``skipped: true`` and the file paths.
+
+``featuremaps``, one per input: ``path``, ``method``, ``layer``, ``channels`` (the layer's
+channel count), ``map_size`` ``[h, w]``, ``grid`` ``[rows, cols]``, ``image`` (the grid PNG,
+with ``-o``), ``array`` (the activations ``.npy``, float32 (C, h, w), with ``-o``), ``error``.
+
+``kernels`` and ``maximize``: one record, whose ``path`` is the model spec. ``kernels``: ``layer``,
+``kernels``, ``in_channels``, ``kernel_size`` ``[kh, kw]``, ``grid``, ``image``. ``maximize``:
+``layer``, ``channel``, ``steps``, ``activation_start`` and ``activation`` (the channel's mean
+activation for the starting noise and the result), ``image``.
+
+Files under ``-o`` mirror the inputs' relative paths with the method as a suffix:
+``cat.jpg`` -> ``cat_gradcam.png`` and ``cat_gradcam.npy`` (``gradcam++`` is spelled
+``gradcampp``), ``cat_featuremaps.png`` and ``cat_featuremaps.npy``; ``MODEL_kernels.png`` and
+``MODEL_LAYER_chK_maximize.png`` go straight under ``-o``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnntool.errors import InputError, UsageError
+from cnntool.infer.cam import CAM_METHODS, METHOD_ALIASES
+from cnntool.infer.visualize import DEFAULT_MAX_MAPS, MaximizeConfig
+
+#: Methods that need no input images.
+MODEL_METHODS = ("kernels", "maximize")
+#: Every ``--method``.
+METHODS = CAM_METHODS + ("featuremaps",) + MODEL_METHODS
+#: The box around the hot region: pixels at least this fraction of the heatmap's maximum.
+BOX_THRESHOLD = 0.5
+#: Weight of the photo in the overlay (the heatmap gets the rest), as pytorch-grad-cam's default.
+OVERLAY_IMAGE_WEIGHT = 0.5
+#: Overlays of images smaller than this (shorter side) are enlarged by a whole factor, so the
+#: label stays legible.
+MIN_OVERLAY_SIDE = 128
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """What to explain and how; the defaults are ``cnntool explain``'s."""
+
+    method: str = "gradcam"
+    layer: str | None = None             # None: the registry entry's cam_layer (first_conv for kernels)
+    target: str | None = None            # class name or index; None: each image's predicted class
+    score: bool = False                  # add the faithfulness scores (--score)
+    aug_smooth: bool = False             # pytorch-grad-cam's test-time augmentation smoothing
+    eigen_smooth: bool = False           # first principal component instead of the weighted sum
+    batch_size: int = 16                 # images per forward/backward pass
+    score_batch_size: int = 64           # masked images per forward pass (scorecam, --score)
+    max_maps: int = DEFAULT_MAX_MAPS     # featuremaps: channels shown
+    channel: int = 0                     # maximize: the channel
+    maximize: MaximizeConfig = field(default_factory=MaximizeConfig)
+
+
+def canonical(method: str) -> str:
+    """The canonical ``--method`` name (case-insensitive; ``gradcampp`` etc. accepted)."""
+    key = method.lower()
+    key = METHOD_ALIASES.get(key, key)
+    if key not in METHODS:
+        raise UsageError(f"unknown --method {method!r}", hint="use one of: " + ", ".join(METHODS))
+    return key
+
+
+def method_suffix(method: str) -> str:
+    """The file-name suffix of a method: ``gradcam++`` -> ``gradcampp``.
+
+    Examples
+    --------
+    >>> method_suffix("gradcam++")
+    'gradcampp'
+    """
+    return method.replace("+", "p")
+
+
+def resolve_target(spec: str | int | None, classes: Sequence[str]) -> int | None:
+    """The class index ``--target`` names: a class name (exact, then case-insensitive) or an index.
+
+    Raises
+    ------
+    UsageError
+        An unknown name or an index out of range.
+
+    Examples
+    --------
+    >>> resolve_target("dog", ["cat", "dog"]), resolve_target("0", ["cat", "dog"]), resolve_target(None, ["cat"])
+    (1, 0, None)
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return None
+    classes = list(classes)
+    text = str(spec).strip()
+    if text in classes:
+        return classes.index(text)
+    folded = [c for c in classes if c.lower() == text.lower()]
+    if len(folded) == 1:
+        return classes.index(folded[0])
+    try:
+        index = int(text)
+    except ValueError:
+        close = difflib.get_close_matches(text, classes, n=3)
+        shown = ", ".join(classes[:20]) + (" ..." if len(classes) > 20 else "")
+        hint = (f"did you mean {', '.join(close)}? " if close else "") + f"classes: {shown}"
+        raise UsageError(f"unknown --target class {text!r}", hint=hint) from None
+    if not 0 <= index < len(classes):
+        raise UsageError(f"--target {index} is out of range: the model has {len(classes)} classes",
+                         hint=f"give an index 0..{len(classes) - 1} or a class name")
+    return index
+
+
+# --- geometry: model input <-> original image --------------------------------------------------
+
+def input_to_image_matrix(image_shape: tuple[int, ...], preprocess) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The affine map from model-input pixels to original-image pixels, and the region seen.
+
+    Mirrors :meth:`Preprocess.resize`: a straight resize to (H, W), or a resize of the shorter
+    side to ``resize_size`` and a centre crop. Pixel centres map to pixel centres.
+
+    Returns
+    -------
+    matrix : numpy.ndarray
+        2 x 3, ``[x, y] = matrix @ [u, v, 1]`` with (u, v) input pixels and (x, y) image pixels.
+    seen : tuple of float
+        ``(x0, y0, x1, y1)``: the part of the original image the model saw.
+
+    Examples
+    --------
+    >>> from cnntool.data.transforms import Preprocess
+    >>> m, seen = input_to_image_matrix((100, 200), Preprocess((3, 50, 50), (0,) * 3, (1,) * 3))
+    >>> m[:, 2].tolist(), seen
+    ([1.5, 0.5], (0.0, 0.0, 200.0, 100.0))
+    """
+    h, w = image_shape[:2]
+    _, height, width = preprocess.input_size
+    if preprocess.resize_size:
+        scale = preprocess.resize_size / min(h, w)
+        new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
+        left, top = (new_w - width) // 2, (new_h - height) // 2
+    else:
+        new_w, new_h, left, top = width, height, 0, 0
+    sx, sy = w / new_w, h / new_h
+    matrix = np.array([[sx, 0.0, (left + 0.5) * sx - 0.5],
+                       [0.0, sy, (top + 0.5) * sy - 0.5]])
+    seen = (left * sx, top * sy, (left + width) * sx, (top + height) * sy)
+    return matrix, seen
+
+
+def heatmap_to_image(heatmap: np.ndarray, image_shape: tuple[int, ...], preprocess) -> np.ndarray:
+    """A heatmap at the model's input size, warped onto the original image: float32 (h, w).
+
+    Pixels outside the region the model saw (the centre crop) get 0.
+
+    Examples
+    --------
+    >>> from cnntool.data.transforms import Preprocess
+    >>> heat = np.zeros((8, 8), np.float32); heat[0, 0] = 1
+    >>> big = heatmap_to_image(heat, (32, 32), Preprocess((1, 8, 8), (0.5,), (0.5,)))
+    >>> big.shape, [int(v) for v in np.unravel_index(big.argmax(), big.shape)]
+    ((32, 32), [0, 0])
+    """
+    import cv2
+
+    h, w = image_shape[:2]
+    matrix, (x0, y0, x1, y1) = input_to_image_matrix(image_shape, preprocess)
+    out = cv2.warpAffine(np.asarray(heatmap, np.float32), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    out[~seen_mask((h, w), (x0, y0, x1, y1))] = 0.0
+    return out
+
+
+def seen_mask(shape: tuple[int, int], seen: tuple[float, ...]) -> np.ndarray:
+    """Boolean (h, w): the pixels whose centres lie in the region ``seen`` = (x0, y0, x1, y1)."""
+    h, w = shape
+    x0, y0, x1, y1 = seen
+    xs, ys = np.arange(w) + 0.5, np.arange(h) + 0.5
+    return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
+
+
+def peak_and_box(heatmap: np.ndarray, *, threshold: float = BOX_THRESHOLD):
+    """The heatmap's peak ``[x, y]`` and the box ``[x0, y0, x1, y1]`` (exclusive) around its hot region.
+
+    The hot region is the largest 8-connected region where the heatmap is at least
+    ``threshold`` times its maximum. Both are None for a heatmap that is zero everywhere.
+
+    Examples
+    --------
+    >>> heat = np.zeros((10, 10)); heat[2:5, 3:8] = 1; heat[3, 4] = 2
+    >>> peak_and_box(heat, threshold=0.4)
+    ([4, 3], [3, 2, 8, 5])
+    """
+    import cv2
+
+    heatmap = np.asarray(heatmap, np.float32)
+    top = float(heatmap.max()) if heatmap.size else 0.0
+    if not top > 0:
+        return None, None
+    y, x = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    hot = (heatmap >= threshold * top).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
+    best = 1 + int(np.argmax(stats[1:count, cv2.CC_STAT_AREA]))
+    bx, by = int(stats[best, cv2.CC_STAT_LEFT]), int(stats[best, cv2.CC_STAT_TOP])
+    box = [bx, by, bx + int(stats[best, cv2.CC_STAT_WIDTH]), by + int(stats[best, cv2.CC_STAT_HEIGHT])]
+    return [int(x), int(y)], box
+
+
+def render_overlay(image: np.ndarray, heatmap: np.ndarray, text: str, *, seen=None,
+                   image_weight: float = OVERLAY_IMAGE_WEIGHT) -> np.ndarray:
+    """The heatmap (JET colour map) alpha-blended over the photo, with ``text`` in the top-left corner.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        uint8 (h, w, 3) RGB or (h, w) grayscale.
+    heatmap : numpy.ndarray
+        float (h, w) in [0, 1].
+    text : str
+        Written on a dark band (class and score).
+    seen : tuple of float, optional
+        (x0, y0, x1, y1): the region the model saw; outside it the photo is only dimmed.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (H, W, 3) RGB; enlarged by a whole factor when the image's shorter side is under
+        :data:`MIN_OVERLAY_SIDE`.
+
+    Examples
+    --------
+    >>> render_overlay(np.zeros((200, 300, 3), np.uint8), np.ones((200, 300)), "cat 0.93").shape
+    (200, 300, 3)
+    """
+    import cv2
+
+    rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+    heat_u8 = np.uint8(255 * np.clip(heatmap, 0, 1))
+    colour = cv2.cvtColor(cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    blend = image_weight * rgb.astype(np.float32) + (1 - image_weight) * colour.astype(np.float32)
+    if seen is not None:
+        outside = ~seen_mask(rgb.shape[:2], seen)
+        blend[outside] = image_weight * rgb[outside].astype(np.float32)
+    out = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    factor = max(1, -(-MIN_OVERLAY_SIDE // max(1, min(out.shape[:2]))))
+    if factor > 1:
+        out = cv2.resize(out, (out.shape[1] * factor, out.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
+    _draw_label(out, text)
+    return out
+
+
+def _draw_label(image: np.ndarray, text: str) -> None:
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = max(0.35, min(image.shape[:2]) / 500)
+    thickness = max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
+    margin = max(2, th // 3)
+    cv2.rectangle(image, (0, 0), (tw + 2 * margin, th + base + 2 * margin), (0, 0, 0), thickness=-1)
+    cv2.putText(image, text, (margin, margin + th), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+# --- the explainer ------------------------------------------------------------------------------
+
+class Explainer:
+    """A loaded model, a method and its layer, checked once; then batches of images in, results out.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        From :func:`cnntool.models.load` (model on its device, in eval mode).
+    config : ExplainConfig
+
+    Raises
+    ------
+    UsageError
+        Unknown method, layer or target; a method that does not apply to this model (``cam``
+        without global average pooling and a Linear head; a layer that is not a feature map, or
+        is 1 x 1).
+    """
+
+    def __init__(self, loaded, config: ExplainConfig):
+        from cnntool.infer.cam import resolve_layer
+
+        self.loaded = loaded
+        self.config = config
+        self.method = canonical(config.method)
+        self.model = loaded.model
+        entry = loaded.entry
+        default_layer = entry.first_conv if self.method == "kernels" else entry.cam_layer
+        self.layer = config.layer or default_layer
+        resolve_layer(self.model, self.layer)
+        self.target = resolve_target(config.target, loaded.classes)
+        self.head = entry.head
+        self.device = _model_device(self.model)
+        if self.method in CAM_METHODS or self.method == "featuremaps":
+            self._dry_run()
+
+    def _dry_run(self) -> None:
+        """One forward pass on seeded noise, so a method or layer that cannot work fails before any input."""
+        import torch
+
+        from cnntool.infer.cam import LayerTap, check_method, frozen, resolve_layer
+
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(1, *self.loaded.input_size, generator=generator).to(self.device)
+        if self.method == "featuremaps":
+            module = resolve_layer(self.model, self.layer)
+            with frozen(self.model), torch.no_grad(), LayerTap(module, self.layer, stop=True) as tap:
+                tap.run(self.model, x)
+            return
+        check_method(self.model, x, layer=self.layer, method=self.method, head=self.head, target=self.target)
+
+    def heatmaps(self, x):
+        """:class:`~cnntool.infer.cam.CamBatch` for a normalised batch (N, C, H, W) on the model's device."""
+        from cnntool.infer.cam import compute_cams
+
+        c = self.config
+        return compute_cams(self.model, x, layer=self.layer, method=self.method, targets=self.target,
+                            head=self.head, aug_smooth=c.aug_smooth, eigen_smooth=c.eigen_smooth,
+                            score_batch_size=c.score_batch_size)
+
+    def faithfulness(self, x, cams) -> list[dict]:
+        """Per-image ``{"morf", "lerf", "road"}`` for a batch and its :class:`CamBatch`."""
+        from cnntool.infer.cam import faithfulness_scores
+
+        scores = faithfulness_scores(self.model, x, cams.heatmaps, cams.targets,
+                                     batch_size=self.config.score_batch_size)
+        return [{k: float(v[i]) for k, v in scores.items()} for i in range(x.shape[0])]
+
+    def feature_maps(self, x) -> np.ndarray:
+        """The layer's activations for a batch: float32 (N, C, h, w) (the forward pass stops there)."""
+        import torch
+
+        from cnntool.infer.cam import LayerTap, frozen, resolve_layer
+
+        module = resolve_layer(self.model, self.layer)
+        with frozen(self.model), torch.no_grad(), LayerTap(module, self.layer, stop=True) as tap:
+            tap.run(self.model, x)
+            return tap.activation.float().cpu().numpy()
+
+    def class_name(self, index: int) -> str:
+        classes = self.loaded.classes
+        return classes[index] if 0 <= index < len(classes) else f"class_{index}"
+
+
+def _model_device(model):
+    import torch
+
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+# --- running over inputs ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how :func:`explain_inputs` runs."""
+
+    out_dir: Path | None = None     # write overlays/heatmaps/grids here (mirroring the inputs)
+    overwrite: bool = False         # replace existing outputs (default: skip those inputs)
+    workers: int = 1                # decode/encode threads
+    max_pixels: int | None = None   # decompression-bomb guard (default: the data layer's)
+
+
+def output_files(item, method: str, out_dir: Path | None) -> dict[str, Path]:
+    """The files one input's explanation goes to: ``{"overlay", "heatmap"}`` or ``{"image", "array"}``."""
+    from cnntool.data.writers import output_path
+
+    if out_dir is None:
+        return {}
+    suffix = "_" + method_suffix(method)
+    keys = ("image", "array") if method == "featuremaps" else ("overlay", "heatmap")
+    return {keys[0]: output_path(item.rel, out_dir, ext="png", suffix=suffix),
+            keys[1]: output_path(item.rel, out_dir, ext="npy", suffix=suffix)}
+
+
+def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions()) -> Iterator[dict]:
+    """Explain every input; yields one record per input, in input order (see the module docstring).
+
+    Parameters
+    ----------
+    items : sequence of InputItem
+        From :func:`cnntool.data.sources.resolve_inputs`.
+    explainer : Explainer
+        A heatmap method or ``featuremaps``.
+    options : RunOptions
+
+    Notes
+    -----
+    Images are decoded and resized on ``options.workers`` threads by the shared loader, a batch
+    ahead of the model; each image is decoded once more, on the same threads, when its heatmap
+    is mapped onto it (so no full-size photo is held while the model works).
+    """
+    import torch
+
+    from cnntool.data.loaders import iter_image_batches, thread_map
+    from cnntool.data.transforms import Preprocess, normalize_batch
+
+    method = explainer.method
+    if method in MODEL_METHODS:
+        raise ValueError(f"{method} takes no inputs; use explain_model")
+    preprocess = Preprocess.from_loaded(explainer.loaded)
+    todo, done = _split_existing(items, method, options)
+    batches = iter_image_batches(todo, prepare=preprocess.resize, channels=preprocess.input_size[0],
+                                 batch_size=explainer.config.batch_size, workers=options.workers,
+                                 max_pixels=options.max_pixels)
+    pending = deque(items)
+    for batch_items, errors, images in batches:
+        results: dict[int, dict] = {}
+        good = [i for i, e in enumerate(errors) if e is None]
+        for i, e in enumerate(errors):
+            if e is not None:
+                results[i] = {"path": batch_items[i].path, "method": method, "error": e}
+        if good:
+            x = normalize_batch(torch.from_numpy(images).to(explainer.device), preprocess.mean, preprocess.std)
+            finish = _batch_finisher(explainer, x, preprocess, options)
+            jobs = list(zip(good, [batch_items[i] for i in good], range(len(good))))
+            for i, record in zip(good, thread_map(finish, jobs, workers=options.workers)):
+                results[i] = record
+        for i in range(len(batch_items)):
+            yield from _flush_done(pending, done, batch_items[i])
+            yield results[i]
+    yield from _flush_done(pending, done, None)
+
+
+def _split_existing(items, method: str, options: RunOptions):
+    """Inputs to compute, and the records of inputs whose outputs all exist already (skipped)."""
+    todo, done = [], {}
+    for item in items:
+        files = output_files(item, method, options.out_dir)
+        if item.ok and files and not options.overwrite and all(p.exists() for p in files.values()):
+            done[id(item)] = {"path": item.path, "method": method, "skipped": True,
+                              **{k: str(p) for k, p in files.items()}, "error": None}
+        else:
+            todo.append(item)
+    return todo, done
+
+
+def _flush_done(pending: deque, done: dict, upto) -> Iterator[dict]:
+    """Yield skipped records that come, in input order, before ``upto`` (all of them for None)."""
+    while pending and pending[0] is not upto:
+        item = pending.popleft()
+        if id(item) in done:
+            yield done.pop(id(item))
+    if pending:
+        pending.popleft()
+
+
+def _batch_finisher(explainer: Explainer, x, preprocess, options: RunOptions):
+    """Compute the batch's heatmaps (or feature maps); return the per-image function that builds
+    its record and writes its files (run on threads)."""
+    method = explainer.method
+    if method == "featuremaps":
+        acts = explainer.feature_maps(x)
+        return lambda job: _finish_featuremaps(job, acts, explainer, options)
+    cams = explainer.heatmaps(x)
+    faith = explainer.faithfulness(x, cams) if explainer.config.score else None
+    probs = cams.probabilities
+    return lambda job: _finish_heatmap(job, cams, probs, faith, explainer, preprocess, options)
+
+
+def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, options: RunOptions) -> dict:
+    from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image
+    from cnntool.data.writers import check_not_input, write_image, write_npy
+
+    _, item, j = job
+    target = int(cams.targets[j])
+    name, score = explainer.class_name(target), float(probs[j, target])
+    record = {"path": item.path, "method": explainer.method, "layer": explainer.layer, "class": name,
+              "class_index": target, "score": score}
+    files = output_files(item, explainer.method, options.out_dir)
+    try:
+        image = decode_image(item.path, mode="rgb", max_pixels=options.max_pixels or DEFAULT_MAX_PIXELS)
+        heat = heatmap_to_image(cams.heatmaps[j], image.shape, preprocess)
+        record["peak"], record["box"] = peak_and_box(heat)
+        if files:
+            for path in files.values():
+                check_not_input(path, item.path)
+            _, seen = input_to_image_matrix(image.shape, preprocess)
+            write_image(files["overlay"], render_overlay(image, heat, f"{name} {score:.2f}", seen=seen))
+            write_npy(files["heatmap"], heat)
+    except (InputError, OSError) as exc:
+        return {"path": item.path, "method": explainer.method, "error": _one_line(exc)}
+    record["overlay"] = str(files["overlay"]) if files else None
+    record["heatmap"] = str(files["heatmap"]) if files else None
+    if faith is not None:
+        record["faithfulness"] = faith[j]
+    record["error"] = None
+    return record
+
+
+def _finish_featuremaps(job, acts, explainer: Explainer, options: RunOptions) -> dict:
+    from cnntool.data.writers import check_not_input, write_image, write_npy
+    from cnntool.infer.visualize import feature_map_grid, grid_shape
+
+    _, item, j = job
+    maps = acts[j]
+    shown = min(explainer.config.max_maps, maps.shape[0])
+    record = {"path": item.path, "method": "featuremaps", "layer": explainer.layer, "channels": int(maps.shape[0]),
+              "map_size": [int(maps.shape[1]), int(maps.shape[2])], "grid": list(grid_shape(shown))}
+    files = output_files(item, "featuremaps", options.out_dir)
+    try:
+        if files:
+            for path in files.values():
+                check_not_input(path, item.path)
+            write_image(files["image"], feature_map_grid(maps, max_maps=shown))
+            write_npy(files["array"], maps.astype(np.float32))
+    except (InputError, OSError) as exc:
+        return {"path": item.path, "method": "featuremaps", "error": _one_line(exc)}
+    record["image"] = str(files["image"]) if files else None
+    record["array"] = str(files["array"]) if files else None
+    record["error"] = None
+    return record
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join((str(exc).strip() or type(exc).__name__).split())
+
+
+# --- methods on the model alone -----------------------------------------------------------------
+
+def model_stem(spec: str) -> str:
+    """A file-name stem for a model spec: ``resnet18:IMAGENET1K_V1`` -> ``resnet18_IMAGENET1K_V1``,
+    ``runs/a/best.pt`` -> ``best``.
+
+    Examples
+    --------
+    >>> model_stem("resnet18:DEFAULT"), model_stem("runs/a/best.pt")
+    ('resnet18_DEFAULT', 'best')
+    """
+    from cnntool.models.registry import is_checkpoint_spec
+
+    if is_checkpoint_spec(spec):
+        return Path(spec).stem
+    return spec.replace(":", "_")
+
+
+def explain_model(spec: str, explainer: Explainer, out_dir: Path, *, overwrite: bool = False) -> dict:
+    """``kernels`` or ``maximize``: write one image under ``out_dir``; return its record."""
+    from cnntool.data.writers import write_image
+    from cnntool.infer.visualize import first_conv_weight, grid_shape, kernel_grid, maximize_channel
+
+    method, layer = explainer.method, explainer.layer
+    if method == "kernels":
+        target = Path(out_dir) / f"{model_stem(spec)}_kernels.png"
+        weight = first_conv_weight(explainer.model, layer)
+        record = {"path": spec, "method": method, "layer": layer, "kernels": int(weight.shape[0]),
+                  "in_channels": int(weight.shape[1]), "kernel_size": [int(weight.shape[2]), int(weight.shape[3])],
+                  "grid": list(grid_shape(weight.shape[0])), "image": str(target)}
+        if target.exists() and not overwrite:
+            return {**record, "skipped": True, "error": None}
+        write_image(target, kernel_grid(weight))
+        return {**record, "error": None}
+    if method != "maximize":
+        raise ValueError(f"{method} needs input images; use explain_inputs")
+    channel = explainer.config.channel
+    cfg = explainer.config.maximize
+    target = Path(out_dir) / f"{model_stem(spec)}_{layer}_ch{channel}_maximize.png"
+    record = {"path": spec, "method": method, "layer": layer, "channel": channel, "steps": cfg.steps,
+              "image": str(target)}
+    if target.exists() and not overwrite:
+        return {**record, "skipped": True, "error": None}
+    loaded = explainer.loaded
+    image, start, final = maximize_channel(explainer.model, layer, channel, input_size=loaded.input_size,
+                                           mean=loaded.mean, std=loaded.std, device=explainer.device, config=cfg)
+    write_image(target, image[:, :, 0] if image.shape[2] == 1 else image)
+    return {**record, "activation_start": start, "activation": final, "error": None}
+

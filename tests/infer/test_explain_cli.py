@@ -1,0 +1,188 @@
+"""``cnntool explain`` through the CLI: files, records, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from cnntool.cli.main import app  # noqa: E402
+from cnntool.infer.visualize import grid_shape  # noqa: E402
+from cnntool.models import get_entry  # noqa: E402
+from cnntool.models.checkpoint import make_checkpoint, save_checkpoint  # noqa: E402
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A randomly initialised simple_cnn saved as a checkpoint with class names."""
+    torch.manual_seed(0)
+    entry = get_entry("simple_cnn")
+    model = entry.build(num_classes=len(CLASSES))
+    path = tmp_path_factory.mktemp("ckpt") / "simple.pt"
+    save_checkpoint(path, make_checkpoint(model, arch="simple_cnn", task="classification", classes=CLASSES,
+                                          input_size=entry.input_size, mean=entry.mean, std=entry.std))
+    return str(path)
+
+
+@pytest.fixture()
+def images(tmp_path):
+    """Three small photos (one in a subfolder, one not square) and a corrupt file."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    for rel, (h, w) in {"a.png": (64, 64), "sub/b.png": (50, 80), "c.png": (40, 40)}.items():
+        img = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / rel), img)
+    (root / "z_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return root
+
+
+def _run(*args):
+    result = CliRunner().invoke(app, ["explain", *map(str, args), "-f", "jsonl", "-q", "--device", "cpu"])
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result, records
+
+
+def test_gradcam_writes_overlays_heatmaps_and_records(checkpoint, images, tmp_path):
+    out = tmp_path / "out"
+    result, records = _run(images, "-m", checkpoint, "-o", out)
+    assert result.exit_code == 1  # the broken file
+    assert [r["path"].split("imgs/")[1] for r in records] == ["a.png", "c.png", "sub/b.png", "z_broken.png"]
+    good, broken = records[:3], records[3]
+    assert broken["error"] and "overlay" not in broken
+    for record in good:
+        assert record["error"] is None and record["method"] == "gradcam" and record["layer"] == "features"
+        assert record["class"] == CLASSES[record["class_index"]] and 0 < record["score"] <= 1
+        image = cv2.imread(record["path"])
+        heat = np.load(record["heatmap"])
+        assert heat.shape == image.shape[:2] and heat.dtype == np.float32
+        assert 0 <= heat.min() and heat.max() <= 1
+        x, y = record["peak"]
+        assert heat[y, x] == heat.max()
+        x0, y0, x1, y1 = record["box"]
+        assert x0 <= x < x1 and y0 <= y < y1 and heat[y0:y1, x0:x1].max() == heat.max()
+        overlay = cv2.imread(record["overlay"])
+        factor = max(1, -(-128 // min(image.shape[:2])))
+        assert overlay.shape == (image.shape[0] * factor, image.shape[1] * factor, 3)
+    assert (out / "sub" / "b_gradcam.png").exists() and (out / "sub" / "b_gradcam.npy").exists()
+    assert "overlay" in records[0] and records[0]["overlay"].endswith("a_gradcam.png")
+
+
+def test_rerun_skips_existing_outputs_unless_overwrite(checkpoint, images, tmp_path):
+    out = tmp_path / "out"
+    _run(images / "a.png", "-m", checkpoint, "-o", out, "--method", "gradcam++")
+    png = out / "a_gradcampp.png"
+    before = png.stat().st_mtime_ns
+    result, records = _run(images / "a.png", "-m", checkpoint, "-o", out, "--method", "gradcam++")
+    assert result.exit_code == 0 and records[0]["skipped"] is True and records[0]["overlay"] == str(png)
+    assert png.stat().st_mtime_ns == before
+    result, records = _run(images / "a.png", "-m", checkpoint, "-o", out, "--method", "gradcam++", "--overwrite")
+    assert result.exit_code == 0 and "skipped" not in records[0] and records[0]["peak"] is not None
+
+
+def test_records_only_without_out(checkpoint, images):
+    result, records = _run(images / "a.png", images / "c.png", "-m", checkpoint, "--target", "dog")
+    assert result.exit_code == 0
+    assert [r["class"] for r in records] == ["dog", "dog"] and records[0]["class_index"] == 1
+    assert records[0]["overlay"] is None and records[0]["heatmap"] is None
+
+
+@pytest.mark.parametrize("method", ["cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam",
+                                    "scorecam", "eigencam"])
+def test_every_heatmap_method_through_the_cli(checkpoint, images, method):
+    result, records = _run(images / "a.png", "-m", checkpoint, "--method", method, "--target", "1")
+    assert result.exit_code == 0, result.stderr
+    assert records[0]["method"] == method and records[0]["class"] == "dog"
+
+
+def test_score_adds_faithfulness(checkpoint, images):
+    result, records = _run(images / "a.png", "-m", checkpoint, "--score")
+    assert result.exit_code == 0
+    faith = records[0]["faithfulness"]
+    assert set(faith) == {"morf", "lerf", "road"}
+    assert faith["road"] == pytest.approx((faith["lerf"] - faith["morf"]) / 2, abs=1e-6)
+
+
+@pytest.mark.parametrize("target, message", [("7", "out of range: the model has 3 classes"),
+                                             ("cow", "unknown --target class 'cow'")])
+def test_bad_target_is_exit_2_with_one_line(checkpoint, images, target, message):
+    result, records = _run(images / "a.png", "-m", checkpoint, "--target", target)
+    assert result.exit_code == 2 and records == []
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("error: ") and message in first
+    assert all(line.startswith("hint: ") for line in rest) and "Traceback" not in result.stderr
+
+
+def test_bad_layer_is_exit_2_listing_valid_layers(checkpoint, images):
+    result, _ = _run(images / "a.png", "-m", checkpoint, "--layer", "feature")
+    assert result.exit_code == 2
+    assert "error: no layer 'feature'" in result.stderr
+    assert "features.0" in result.stderr and "fc" in result.stderr
+
+
+def test_cam_on_a_network_without_gap_is_exit_2(images):
+    result, _ = _run(images / "a.png", "-m", "lenet5", "--method", "cam")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: CAM does not apply") and "gradcam" in result.stderr
+
+
+def test_heatmap_methods_need_inputs(checkpoint):
+    result, _ = _run("-m", checkpoint)
+    assert result.exit_code == 2 and "give images to explain" in result.stderr
+
+
+def test_featuremaps_grid_and_array(checkpoint, images, tmp_path):
+    out = tmp_path / "maps"
+    result, records = _run(images / "a.png", "-m", checkpoint, "--method", "featuremaps", "--layer",
+                           "features.0", "--max-maps", "10", "-o", out)
+    assert result.exit_code == 0
+    record = records[0]
+    assert record["channels"] == 32 and record["map_size"] == [32, 32] and record["grid"] == [3, 4]
+    grid = cv2.imread(record["image"], cv2.IMREAD_UNCHANGED)
+    assert grid.shape == (3 * 34 + 2, 4 * 34 + 2)
+    assert np.load(record["array"]).shape == (32, 32, 32)
+
+
+def test_kernels_image(checkpoint, tmp_path):
+    out = tmp_path / "k"
+    result, records = _run("-m", checkpoint, "--method", "kernels", "-o", out)
+    assert result.exit_code == 0
+    record = records[0]
+    assert record["path"] == checkpoint and record["layer"] == "features.0.0"
+    assert record["kernels"] == 32 and record["kernel_size"] == [3, 3] and record["in_channels"] == 3
+    rows, cols = grid_shape(32)
+    image = cv2.imread(record["image"])
+    assert record["image"].endswith("simple_kernels.png")
+    assert image.shape == (rows * (33 + 2) + 2, cols * (33 + 2) + 2, 3)
+
+
+def test_kernels_needs_out(checkpoint):
+    result, _ = _run("-m", checkpoint, "--method", "kernels")
+    assert result.exit_code == 2 and "give -o DIR" in result.stderr
+
+
+def test_maximize_image(checkpoint, tmp_path):
+    out = tmp_path / "max"
+    result, records = _run("-m", checkpoint, "--method", "maximize", "--layer", "features.1", "--channel", "5",
+                           "--steps", "10", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    record = records[0]
+    assert record["channel"] == 5 and record["activation"] > record["activation_start"]
+    assert cv2.imread(record["image"]).shape == (64, 64, 3)
+    result, _ = _run("-m", checkpoint, "--method", "maximize", "--channel", "999", "--steps", "1", "-o", out)
+    assert result.exit_code == 2 and "out of range" in result.stderr
+
+
+def test_csv_records(checkpoint, images):
+    result = CliRunner().invoke(app, ["explain", str(images / "a.png"), "-m", checkpoint, "-f", "csv", "-q"])
+    assert result.exit_code == 0
+    header = result.stdout.splitlines()[0].split(",")
+    assert header[:4] == ["path", "method", "layer", "class"] and "peak" in header and "box" in header
