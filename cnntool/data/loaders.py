@@ -1,8 +1,15 @@
-"""Running work over many inputs: an ordered thread map for decode/compute/encode pipelines.
+"""Running work over many inputs: an ordered thread map, DataLoaders, and inference batches.
 
 OpenCV, Pillow's decoders and NumPy's heavy kernels release the GIL, so threads use every core
-for per-image work without the start-up and pickling costs of processes. PyTorch DataLoaders
-for training and inference are built here too (added with the stages that need them).
+for per-image work without the start-up and pickling costs of processes.
+
+- :func:`thread_map`: ordered, bounded thread map for decode/compute/encode pipelines.
+- :func:`make_loader`: the PyTorch DataLoader over an :class:`~cnntool.data.datasets.ImageDataset`
+  (seeded shuffling, sharding across ``torchrun`` processes, batches as uint8 tensors).
+- :func:`iter_image_batches`: decoded, prepared uint8 batches of user inputs for inference,
+  with a per-input error instead of an exception.
+- :func:`default_loader_workers`, :func:`usable_cores`: worker and core counts that do not
+  oversubscribe the machine.
 """
 
 from __future__ import annotations
@@ -42,3 +49,230 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+# --- PyTorch DataLoaders -----------------------------------------------------------------------
+
+def make_loader(dataset, *, batch_size: int, train: bool = False, seed: int = 0, workers: int = 0,
+                rank: int = 0, world_size: int = 1, drop_last: bool | None = None, pin_memory: bool = False):
+    """A DataLoader over a :class:`~cnntool.data.datasets.ImageDataset`, sharded across processes.
+
+    Parameters
+    ----------
+    dataset : ImageDataset
+        Or any map-style dataset whose samples collate by default.
+    batch_size : int
+        Per process.
+    train : bool
+        Shuffle with a ``DistributedSampler`` seeded by ``seed`` (call ``loader.sampler.set_epoch``
+        each epoch; the training loop does); drop the last incomplete batch when it is smaller
+        than half a batch (a tiny last batch makes a noisy step and a bad batch-norm estimate).
+        Otherwise the order is kept and each process gets every ``world_size``-th sample, with no
+        padding, so that sums over processes count every sample once.
+    workers : int
+        DataLoader worker processes; 0 loads in the main process (the fastest for cached data).
+    rank, world_size : int
+        This process and the number of processes (1 without distributed training).
+    pin_memory : bool
+        Page-locked batches for faster copies to a GPU.
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
+        Batches ``(images, labels)``: uint8 (N, C, H, W) and int64 (N,).
+
+    Examples
+    --------
+    >>> loader = make_loader(dataset, batch_size=64, train=True, seed=0)  # doctest: +SKIP
+    >>> loader.sampler.set_epoch(3)  # doctest: +SKIP
+    """
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    if train:
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        if drop_last is None:
+            per_process = -(-len(dataset) // world_size)
+            drop_last = per_process > batch_size and 0 < per_process % batch_size < batch_size // 2
+    else:
+        sampler = ShardSampler(len(dataset), rank=rank, world_size=world_size)
+        drop_last = bool(drop_last)
+    # no private generator: worker seeds come from torch's global RNG, which a resumed run restores
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_batch, drop_last=drop_last, pin_memory=pin_memory,
+                      worker_init_fn=_seed_worker if workers else None, persistent_workers=False)
+
+
+class ShardSampler:
+    """Indices ``rank, rank + world_size, ...`` of ``n`` samples, in order, without padding.
+
+    Examples
+    --------
+    >>> list(ShardSampler(5, rank=1, world_size=2))
+    [1, 3]
+    """
+
+    def __init__(self, n: int, *, rank: int = 0, world_size: int = 1):
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world_size))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order does not change between epochs."""
+
+
+def collate_batch(batch):
+    """Batches that :meth:`ImageDataset.__getitems__` already stacked pass through; lists of
+    samples are stacked by PyTorch's ``default_collate``."""
+    if isinstance(batch, tuple) and len(batch) == 2 and hasattr(batch[0], "dtype"):
+        return batch
+    from torch.utils.data import default_collate
+
+    return default_collate(batch)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # DataLoader seeds torch per worker; NumPy and random follow it so user transforms repeat too
+    import random
+
+    import numpy as np
+    import torch
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def default_loader_workers(*, cached: bool, device_type: str, processes: int = 1) -> int:
+    """DataLoader workers that do not oversubscribe the cores.
+
+    Cached data needs none (indexing an array in the main process beats any worker's
+    inter-process copy). Otherwise on a GPU: up to 8 per process from the cores available;
+    on the CPU: a quarter of each process's cores (at least one), leaving the rest to PyTorch's
+    compute threads.
+
+    Examples
+    --------
+    >>> default_loader_workers(cached=True, device_type="cpu")
+    0
+    """
+    if cached:
+        return 0
+    cores = max(1, usable_cores() // max(1, processes))
+    if device_type == "cuda":
+        return max(1, min(8, cores - 1))
+    return max(1, cores // 4)
+
+
+def usable_cores() -> int:
+    """Physical cores this process may run on (hyper-threads are not counted twice).
+
+    Examples
+    --------
+    >>> usable_cores() >= 1
+    True
+    """
+    try:
+        logical = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        logical = os.cpu_count() or 1
+    physical = _physical_cores()
+    threads_per_core = max(1, (os.cpu_count() or logical) // physical) if physical else 1
+    return max(1, logical // threads_per_core)
+
+
+def _physical_cores() -> int | None:
+    """Distinct (physical id, core id) pairs in /proc/cpuinfo; None where that is unavailable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    cores, physical = set(), "0"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            physical = value.strip()
+        elif key == "core id":
+            cores.add((physical, value.strip()))
+    return len(cores) or None
+
+
+# --- inference batches -------------------------------------------------------------------------
+
+def iter_image_batches(items, *, prepare, channels: int, batch_size: int, workers: int | None = None,
+                       max_pixels: int | None = None):
+    """Decode and prepare images on threads, yielding batches in input order.
+
+    Parameters
+    ----------
+    items : sequence of :class:`~cnntool.data.sources.InputItem`
+    prepare : callable
+        uint8 image -> uint8 (H, W, C) at the model's size (:meth:`Preprocess.resize`).
+    channels : int
+        1 decodes grayscale, 3 RGB.
+    batch_size : int
+    workers : int, optional
+        Decode threads (default: all cores). The next batches decode while the consumer works
+        on this one.
+    max_pixels : int, optional
+
+    Yields
+    ------
+    (list of InputItem, list of str or None, numpy.ndarray or None)
+        The batch's items, an error per item (None when it decoded), and the good images
+        stacked as uint8 (N_ok, C, H, W) (None when no image in the batch decoded).
+
+    Examples
+    --------
+    >>> from cnntool.data.sources import resolve_inputs  # doctest: +SKIP
+    >>> for items, errors, images in iter_image_batches(resolve_inputs(["samples/digits/val"]),
+    ...         prepare=pre.resize, channels=1, batch_size=256):  # doctest: +SKIP
+    ...     logits = model(normalize_batch(torch.from_numpy(images), pre.mean, pre.std))
+    """
+    import numpy as np
+
+    from cnntool.data.datasets import decode_mode
+    from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image
+    from cnntool.errors import InputError
+
+    mode = decode_mode(channels)
+    limit = max_pixels or DEFAULT_MAX_PIXELS
+
+    def load(item):
+        if not item.ok:
+            return item.error
+        try:
+            return prepare(decode_image(item.path, mode=mode, max_pixels=limit))
+        except InputError as exc:
+            return str(exc)
+
+    # Threads decode chunks, not single images: for small files the per-task cost of a thread
+    # pool would outweigh the decoding. A batch is split over the workers, and thread_map keeps
+    # two batches in flight, so the next batches decode while the model runs on this one.
+    items = list(items)
+    workers = workers or os.cpu_count() or 1
+    size = max(1, -(-batch_size // workers))
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    batch_items, results = [], []
+    for chunk, loaded in zip(chunks, thread_map(lambda chunk: [load(item) for item in chunk], chunks,
+                                                workers=workers)):
+        for item, result in zip(chunk, loaded):
+            batch_items.append(item)
+            results.append(result)
+            if len(batch_items) == batch_size:
+                yield _image_batch(batch_items, results, np)
+                batch_items, results = [], []
+    if batch_items:
+        yield _image_batch(batch_items, results, np)
+
+
+def _image_batch(items, results, np):
+    errors = [r if isinstance(r, str) else None for r in results]
+    good = [r for r in results if not isinstance(r, str)]
+    images = np.ascontiguousarray(np.stack(good).transpose(0, 3, 1, 2)) if good else None
+    return list(items), errors, images

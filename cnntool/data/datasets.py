@@ -1,0 +1,350 @@
+"""Classification datasets: ImageFolder indexing, seeded stratified splits, an in-memory cache.
+
+The layout (DESIGN section 5) is ``root/<class>/*.png``, or ``root/train``, ``root/val`` (and
+``root/test``) each holding class folders. Class names are the folder names, sorted; a class
+index is a position in that list.
+
+:class:`ImageDataset` is a map-style dataset for ``torch.utils.data.DataLoader`` (build loaders
+with :func:`cnntool.data.loaders.make_loader`). Every image is decoded once when the dataset
+is built (threads): corrupt files are dropped then and listed in :attr:`ImageDataset.skipped`,
+so training never meets one. Small datasets keep the prepared pixels in memory
+(``cache=True``), which makes an epoch a matter of indexing arrays.
+
+A sample is ``(image, label)`` with ``image`` a uint8 array (C, H, W) at the model's input
+size; normalisation runs on the whole batch, on the device
+(:func:`cnntool.data.transforms.normalize_batch`).
+
+Example::
+
+    from cnntool.data.datasets import index_image_folder, ImageDataset
+    from cnntool.data.transforms import Preprocess
+    folder = index_image_folder("samples/digits/val")
+    pre = Preprocess((1, 32, 32), (0.5,), (0.5,))
+    ds = ImageDataset(folder.paths, folder.labels, folder.classes, channels=1, prepare=pre.resize)
+    image, label = ds[0]          # uint8 (1, 32, 32), int
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnntool.errors import DatasetError, InputError
+
+#: Split folder names recognised under a dataset root.
+SPLITS = ("train", "val", "test")
+
+#: Datasets whose prepared pixels fit in this many bytes are cached in memory by ``cache="auto"``.
+CACHE_BUDGET_BYTES = 2 << 30
+
+#: Threads used to decode a dataset when it is built.
+DEFAULT_DECODE_WORKERS = min(8, os.cpu_count() or 1)
+
+
+@dataclass
+class FolderIndex:
+    """An indexed ImageFolder.
+
+    Attributes
+    ----------
+    root : str
+    classes : list of str
+        Sorted class folder names.
+    paths : list of str
+        Image files, sorted by class then relative path.
+    labels : list of int
+        Class index of each path.
+    skipped : list of (str, str)
+        ``(path, reason)`` for files that could not be used (for example images directly in
+        ``root`` instead of a class folder).
+    """
+
+    root: str
+    classes: list[str]
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices: Sequence[int]) -> "FolderIndex":
+        """The same classes, only the samples at ``indices`` (in that order)."""
+        return FolderIndex(self.root, list(self.classes), [self.paths[i] for i in indices],
+                           [self.labels[i] for i in indices], list(self.skipped))
+
+
+def find_splits(root: str | os.PathLike) -> dict[str, Path]:
+    """The split folders present under ``root``: ``{"train": ..., "val": ..., "test": ...}``.
+
+    An empty dict means ``root`` itself is an ImageFolder (split it with
+    :func:`stratified_split`).
+
+    Examples
+    --------
+    >>> find_splits("samples/digits")  # doctest: +SKIP
+    {'train': PosixPath('samples/digits/train'), 'val': PosixPath('samples/digits/val')}
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}",
+                           hint="give a folder of class folders, or one with train/ and val/")
+    return {name: root / name for name in SPLITS if (root / name).is_dir()}
+
+
+def find_classes(root: str | os.PathLike) -> list[str]:
+    """Sorted names of the class folders in ``root`` (hidden folders skipped)."""
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def index_image_folder(root: str | os.PathLike, *, classes: Sequence[str] | None = None) -> FolderIndex:
+    """Index ``root/<class>/**/*.<image ext>`` (sorted; hidden files skipped).
+
+    Parameters
+    ----------
+    root : path-like
+    classes : sequence of str, optional
+        The class list to index against (a validation split must use the training split's
+        classes). A class folder not in it is a :class:`DatasetError`; a class with no folder
+        here simply has no samples.
+
+    Raises
+    ------
+    DatasetError
+        No such folder, no class folders, or no images at all.
+
+    Examples
+    --------
+    >>> folder = index_image_folder("samples/digits/train")  # doctest: +SKIP
+    >>> folder.classes[:3], len(folder)  # doctest: +SKIP
+    (['0', '1', '2'], 1437)
+    """
+    from cnntool.data.sources import resolve_inputs
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root}")
+    found = find_classes(root)
+    if classes is None:
+        classes = found
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DatasetError(f"{root} has class folders the training data lacks: {', '.join(unknown[:5])}",
+                               hint="every split must use the same class folder names")
+    if not classes:
+        raise DatasetError(f"{root} has no class folders",
+                           hint="put the images of each class in their own folder: ROOT/<class>/*.png")
+    lookup = {name: i for i, name in enumerate(classes)}
+    index = FolderIndex(str(root), list(classes))
+    for item in resolve_inputs([str(root)]):
+        parts = item.rel.parts
+        if len(parts) < 2:
+            index.skipped.append((item.path, "not inside a class folder"))
+            continue
+        index.paths.append(item.path)
+        index.labels.append(lookup[parts[0]])
+    if not index.paths:
+        raise DatasetError(f"no images found under {root}",
+                           hint="expected ROOT/<class>/*.png (or .jpg, .tif, ...)")
+    return index
+
+
+def stratified_split(labels: Sequence[int], *, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of sample indices into (train, val), keeping each class's proportion.
+
+    Each class with ``n >= 2`` samples gives ``round(n * val_fraction)`` of them (at least one,
+    at most ``n - 1``) to validation; a class with one sample stays in training.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Sorted int64 indices.
+
+    Examples
+    --------
+    >>> train, val = stratified_split([0, 0, 0, 0, 1, 1, 1, 1], val_fraction=0.25, seed=0)
+    >>> len(train), len(val)
+    (6, 2)
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError("val_fraction must be between 0 and 1")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        if len(members) < 2:
+            continue
+        take = min(len(members) - 1, max(1, round(len(members) * val_fraction)))
+        val.append(rng.permutation(members)[:take])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
+    return train_idx.astype(np.int64), val_idx.astype(np.int64)
+
+
+def decode_mode(channels: int) -> str:
+    """The :func:`~cnntool.data.decode.decode_image` mode for a model with ``channels`` inputs."""
+    return "gray" if channels == 1 else "rgb"
+
+
+class ImageDataset:
+    """Images and labels for a DataLoader: decoded and checked once, optionally cached.
+
+    Parameters
+    ----------
+    paths : sequence of str
+    labels : sequence of int
+    classes : sequence of str
+    channels : int
+        1 decodes grayscale, 3 RGB.
+    prepare : callable
+        uint8 image -> uint8 (H, W, C): the deterministic part of the transform (for evaluation
+        :meth:`Preprocess.resize`, for training :meth:`TrainTransform.prepare`). Its result is
+        what the cache holds.
+    augment : TrainTransform, optional
+        Random part, applied after ``prepare`` with parameters from :meth:`TrainTransform.draw`,
+        drawn from a generator seeded by (``seed``, epoch, first index of the batch): the same
+        seed and epoch give the same images, whatever the number of DataLoader workers.
+    cache : bool or "auto"
+        Keep prepared images in memory; ``auto`` when they fit in :data:`CACHE_BUDGET_BYTES`
+        (estimated from the first images).
+    verify : bool
+        Decode every image once now, dropping the unreadable ones (always done when caching).
+    seed : int
+    workers : int
+        Decode threads.
+    max_pixels : int
+        Passed to :func:`~cnntool.data.decode.decode_image`.
+
+    Attributes
+    ----------
+    skipped : list of (str, str)
+        ``(path, reason)`` for images dropped because they could not be decoded.
+    cached : bool
+
+    Notes
+    -----
+    Call :meth:`set_epoch` before each epoch (the training loop does). DataLoader workers get a
+    copy of the dataset when an epoch's iterator starts, so do not use persistent workers.
+    """
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int], classes: Sequence[str], *,
+                 channels: int, prepare: Callable[[np.ndarray], np.ndarray], augment=None,
+                 cache: bool | str = "auto", verify: bool = True, seed: int = 0,
+                 workers: int = DEFAULT_DECODE_WORKERS, max_pixels: int | None = None):
+        from cnntool.data.decode import DEFAULT_MAX_PIXELS
+
+        if len(paths) != len(labels):
+            raise ValueError("paths and labels differ in length")
+        self.classes = list(classes)
+        self.channels = channels
+        self.prepare = prepare
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.mode = decode_mode(channels)
+        self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+        self.skipped: list[tuple[str, str]] = []
+        self._stacked: np.ndarray | None = None
+        self._images: list[np.ndarray] | None = None
+        if cache == "auto":
+            cache = self._fits_in_memory(paths)
+        self.cached = bool(cache)
+        if self.cached or verify:
+            self._load_all(list(paths), list(labels), workers, keep=self.cached)
+        else:
+            self.paths, self.labels = list(paths), list(labels)
+        self.targets = np.asarray(self.labels, np.int64)
+
+    # building -------------------------------------------------------------------------------
+    def _read(self, path: str) -> np.ndarray:
+        from cnntool.data.decode import decode_image
+
+        return self.prepare(decode_image(path, mode=self.mode, max_pixels=self.max_pixels))
+
+    def _try_read(self, path: str):
+        try:
+            return self._read(path)
+        except InputError as exc:
+            return exc
+
+    def _load_all(self, paths: list[str], labels: list[int], workers: int, *, keep: bool) -> None:
+        from cnntool.data.loaders import thread_map
+
+        self.paths, self.labels = [], []
+        images = []
+        for path, label, result in zip(paths, labels, thread_map(self._try_read, paths, workers=workers)):
+            if isinstance(result, InputError):
+                self.skipped.append((path, str(result)))
+                continue
+            self.paths.append(path)
+            self.labels.append(label)
+            if keep:
+                images.append(result)
+        if not keep:
+            return
+        if images and all(im.shape == images[0].shape for im in images):
+            self._stacked = np.stack(images)  # (N, H, W, C): a batch is one fancy index
+        else:
+            self._images = images
+
+    def _fits_in_memory(self, paths: Sequence[str], probe: int = 8) -> bool:
+        sizes = []
+        for path in list(paths)[:probe]:
+            try:
+                sizes.append(self._read(path).nbytes)
+            except InputError:
+                continue
+        return not sizes or float(np.mean(sizes)) * len(paths) <= CACHE_BUDGET_BYTES
+
+    # access ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation of the next epoch is seeded by (seed, epoch)."""
+        self.epoch = int(epoch)
+
+    def prepared(self, index: int) -> np.ndarray:
+        """The prepared uint8 (H, W, C) image at ``index`` (from the cache, or decoded now)."""
+        if self._stacked is not None:
+            return self._stacked[index]
+        if self._images is not None:
+            return self._images[index]
+        return self._read(self.paths[index])
+
+    def __getitem__(self, index: int):
+        images, labels = self.__getitems__([index])
+        return images[0], int(labels[0])
+
+    def __getitems__(self, indices: Sequence[int]):
+        """A whole batch at once: ``(uint8 tensor (N, C, H, W), int64 tensor (N,))``.
+
+        DataLoader calls this instead of ``__getitem__`` per sample (torch >= 2.1), so that a
+        cached dataset without augmentation costs one array index per batch.
+        """
+        import torch
+
+        indices = [int(i) for i in indices]
+        if self.augment is None and self._stacked is not None:
+            batch = self._stacked[indices]
+        else:
+            batch = self._augmented(indices) if self.augment is not None else np.stack(
+                [self.prepared(i) for i in indices])
+        images = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        return images, torch.from_numpy(self.targets[indices])
+
+    def _augmented(self, indices: list[int]) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch, indices[0] if indices else 0])
+        params = self.augment.draw(rng, len(indices))
+        return np.stack([self.augment.apply(self.prepared(i), p) for i, p in zip(indices, params)])
+
+    def class_counts(self) -> list[int]:
+        """Samples per class, in class order."""
+        return np.bincount(self.targets, minlength=len(self.classes)).tolist()

@@ -1,0 +1,275 @@
+"""Classify images in batches: top-k labels and probabilities, evaluation against folder labels.
+
+Images are decoded and prepared on threads (:func:`cnntool.data.loaders.iter_image_batches`)
+while the model works on the previous batch. One record per input::
+
+    {"path": "val/3/img_0042.png", "label": "3", "score": 0.993,
+     "topk": [{"label": "3", "score": 0.993}, {"label": "5", "score": 0.004}, ...], "error": null}
+
+With a confidence ``threshold``, a top score below it gives ``label: "unknown"`` (``topk``
+still lists the classes). A bad input gives a record with ``error`` set and null predictions.
+
+Evaluation (:func:`evaluation_summary`) reads the true class from each image's parent folder
+(``val/<class>/image.png``, an ImageFolder) and adds ``true`` and ``correct`` to its record.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cnntool.errors import CheckpointError
+
+#: The label given to predictions below ``--threshold``.
+UNKNOWN = "unknown"
+
+#: ``path`` of the evaluation summary record.
+SUMMARY_PATH = "<summary>"
+
+
+def check_classifier(loaded, spec: str) -> None:
+    """Refuse models that are not image classifiers, with a clear message (exit 2)."""
+    if loaded.task != "classification":
+        raise CheckpointError(f"{spec} is a {loaded.task} model; `cnntool predict` needs a classification model",
+                              hint=f"use the {loaded.task} command, or a classification checkpoint")
+
+
+def predict_records(loaded, items: Sequence, *, device, batch_size: int = 64, topk: int = 5,
+                    threshold: float | None = None, workers: int | None = None,
+                    max_pixels: int | None = None) -> Iterator[dict]:
+    """One prediction record per input item, in input order.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        From :func:`cnntool.models.registry.load` (model already on ``device``, in eval mode).
+    items : sequence of InputItem
+        From :func:`cnntool.data.sources.resolve_inputs`.
+    device : torch.device
+    batch_size : int
+    topk : int
+        Classes listed per image (capped at the number of classes).
+    threshold : float, optional
+        Below this top probability the label is ``unknown``.
+    workers : int, optional
+        Decode threads (default: all cores).
+
+    Yields
+    ------
+    dict
+        ``path``, ``label``, ``score``, ``topk`` (list of ``{label, score}``), ``error``.
+
+    Examples
+    --------
+    >>> loaded = load("runs/lenet5-1/best.pt")  # doctest: +SKIP
+    >>> next(predict_records(loaded, resolve_inputs(["samples/digits/val"]), device=torch.device("cpu")))  # doctest: +SKIP
+    {'path': 'samples/digits/val/0/0000.png', 'label': '0', 'score': 0.99, 'topk': [...], 'error': None}
+    """
+    import torch
+
+    from cnntool.data.loaders import iter_image_batches
+    from cnntool.data.transforms import Preprocess, normalize_batch
+
+    preprocess = Preprocess.from_loaded(loaded)
+    classes = list(loaded.classes)
+    k = max(1, min(topk, len(classes)))
+    model = loaded.model
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batches = iter_image_batches(items, prepare=preprocess.resize, channels=int(loaded.input_size[0]),
+                                 batch_size=batch_size, workers=workers, max_pixels=max_pixels)
+    with torch.inference_mode():
+        for batch_items, errors, images in batches:
+            scores = indices = None
+            if images is not None:
+                x = normalize_batch(torch.from_numpy(images).to(device), preprocess.mean, preprocess.std)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+                    logits = model(x)
+                probs = torch.softmax(logits.float(), dim=1)
+                top = probs.topk(k, dim=1)
+                scores, indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
+            yield from _batch_records(batch_items, errors, scores, indices, classes, threshold)
+
+
+def _batch_records(items, errors, scores, indices, classes, threshold) -> Iterator[dict]:
+    row = 0
+    for item, error in zip(items, errors):
+        if error is not None:
+            yield {"path": item.path, "label": None, "score": None, "topk": None, "error": error}
+            continue
+        top_scores, top_indices = scores[row], indices[row]
+        row += 1
+        label = classes[top_indices[0]]
+        if threshold is not None and top_scores[0] < threshold:
+            label = UNKNOWN
+        yield {"path": item.path, "label": label, "score": top_scores[0],
+               "topk": [{"label": classes[i], "score": s} for i, s in zip(top_indices, top_scores)],
+               "error": None}
+
+
+def true_label(path: str) -> str:
+    """The class an ImageFolder image belongs to: its parent folder's name.
+
+    Examples
+    --------
+    >>> true_label("data/val/cat/001.png")
+    'cat'
+    """
+    return Path(path).parent.name
+
+
+class Evaluation:
+    """Accumulates (true, predicted) pairs from records and summarises them.
+
+    Records whose folder is not one of the model's classes are counted in ``excluded`` and
+    left out of the metrics; error records in ``errors``.
+
+    Examples
+    --------
+    >>> ev = Evaluation(["a", "b"])
+    >>> ev.add({"path": "x/a/1.png", "label": "a", "error": None})["correct"]
+    True
+    >>> ev.summary()["accuracy"]
+    1.0
+    """
+
+    def __init__(self, classes: Sequence[str], *, unknown_column: bool = False):
+        self.classes = list(classes)
+        self.columns = self.classes + ([UNKNOWN] if unknown_column else [])
+        self._index = {c: i for i, c in enumerate(self.columns)}
+        self._class_set = set(self.classes)
+        self.y_true: list[int] = []
+        self.y_pred: list[int] = []
+        self.images = 0
+        self.errors = 0
+        self.excluded = 0
+
+    def add(self, record: dict) -> dict:
+        """Add ``true`` and ``correct`` to a record (a new dict) and count it."""
+        self.images += 1
+        truth = true_label(record["path"])
+        record = {**record, "true": truth, "correct": None}
+        if record.get("error"):
+            self.errors += 1
+            return record
+        if truth not in self._class_set:
+            self.excluded += 1
+            return record
+        predicted = self._index.get(record["label"])
+        if predicted is None:  # "unknown" without an unknown column cannot happen; be safe
+            predicted = len(self.columns)
+            self.columns.append(record["label"])
+            self._index[record["label"]] = predicted
+        self.y_true.append(self._index[truth])
+        self.y_pred.append(predicted)
+        record["correct"] = record["label"] == truth
+        return record
+
+    def confusion(self) -> np.ndarray:
+        from cnntool.train.metrics import confusion_matrix
+
+        return confusion_matrix(self.y_true, self.y_pred, num_classes=len(self.classes),
+                                num_predicted=len(self.columns))
+
+    def summary(self) -> dict:
+        """The summary record: ``path`` is ``<summary>``; accuracy, macro and per-class
+        precision/recall/F1, the confusion matrix (rows: true ``classes``, columns:
+        ``predicted_classes``), and counts of images, evaluated, errors and excluded."""
+        from cnntool.train.metrics import classification_report
+
+        confusion = self.confusion()
+        report = classification_report(confusion, self.classes)
+        return {
+            "path": SUMMARY_PATH,
+            "images": self.images,
+            "evaluated": len(self.y_true),
+            "errors": self.errors,
+            "excluded": self.excluded,
+            "accuracy": report["accuracy"],
+            "macro_precision": report["macro_precision"],
+            "macro_recall": report["macro_recall"],
+            "macro_f1": report["macro_f1"],
+            "per_class": report["per_class"],
+            "classes": list(self.classes),
+            "predicted_classes": list(self.columns),
+            "confusion": confusion.tolist(),
+        }
+
+
+def sort_into(path: str, rel, label: str, dest_root: str | os.PathLike, *, link: bool = False,
+              overwrite: bool = False) -> tuple[str, bool]:
+    """Copy (or symlink) an image to ``dest_root/<label>/<rel>``; returns (destination, written).
+
+    An existing destination is kept unless ``overwrite``; an input is never overwritten.
+    Copies are atomic (temporary file, then rename).
+    """
+    from cnntool.data.writers import atomic_write_bytes, check_not_input, output_path
+    from cnntool.errors import InputError
+
+    dest = output_path(Path(label) / rel, dest_root)
+    check_not_input(dest, path)
+    if (dest.exists() or dest.is_symlink()) and not overwrite:
+        return str(dest), False
+    try:
+        if link:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.link.tmp")
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            os.symlink(os.path.abspath(path), tmp)
+            os.replace(tmp, dest)
+        else:
+            atomic_write_bytes(dest, Path(path).read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    return str(dest), True
+
+
+def write_evaluation(summary: dict, out_dir: str | os.PathLike) -> list[str]:
+    """``evaluation.json`` (the summary) and ``confusion.png`` in ``out_dir``; returns the paths."""
+    from cnntool.data.writers import atomic_write_json
+    from cnntool.train.plots import plot_confusion
+
+    out_dir = Path(out_dir)
+    json_path, png_path = out_dir / "evaluation.json", out_dir / "confusion.png"
+    atomic_write_json(json_path, summary)
+    plot_confusion(np.asarray(summary["confusion"]), summary["classes"], png_path,
+                   predicted_classes=summary["predicted_classes"],
+                   title=f"accuracy {summary['accuracy']:.4f} ({summary['evaluated']} images)")
+    return [str(json_path), str(png_path)]
+
+
+def evaluation_lines(summary: dict) -> list[str]:
+    """The evaluation as text for stderr: accuracy, a per-class table, the confusion matrix.
+
+    Examples
+    --------
+    >>> s = Evaluation(["a", "b"]); _ = s.add({"path": "d/a/1.png", "label": "a", "error": None})
+    >>> evaluation_lines(s.summary())[0]
+    'accuracy 1.0000 over 1 images (macro F1 0.5000)'
+    """
+    lines = [f"accuracy {summary['accuracy']:.4f} over {summary['evaluated']} images "
+             f"(macro F1 {summary['macro_f1']:.4f})"]
+    rows = [("class", "precision", "recall", "f1", "support")]
+    for name, m in summary["per_class"].items():
+        rows.append((name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"])))
+    lines += _aligned(rows)
+    lines.append("confusion (rows: true class, columns: predicted):")
+    header = ("", *summary["predicted_classes"])
+    lines += _aligned([header, *[(name, *map(str, row)) for name, row in zip(summary["classes"], summary["confusion"])]])
+    if summary["excluded"] or summary["errors"]:
+        lines.append(f"left out: {summary['excluded']} images outside the model's classes, "
+                     f"{summary['errors']} unreadable")
+    return lines
+
+
+def _aligned(rows: list[tuple]) -> list[str]:
+    widths = [max(len(str(r[k])) for r in rows) for k in range(len(rows[0]))]
+    return ["  ".join(str(v).rjust(w) if k else str(v).ljust(w) for k, (v, w) in enumerate(zip(r, widths))).rstrip()
+            for r in rows]

@@ -1,0 +1,185 @@
+"""The training recipe as one dataclass: every option of ``cnntool train`` / ``finetune``, with
+the defaults the lectures' recipe suggests. The resolved config (``None`` filled in) is saved
+in the run folder (``config.json``) and in every checkpoint, and ``--resume`` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from cnntool.data.transforms import AugmentConfig
+from cnntool.errors import UsageError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "constant")
+INITS = ("auto", "kaiming", "xavier", "torch")
+CACHE_CHOICES = ("auto", "on", "off")
+
+#: Optimiser steps the automatic epoch count aims for (``epochs=None``): enough for a small
+#: dataset to converge under augmentation, bounded by MIN_/MAX_AUTO_EPOCHS.
+AUTO_EPOCH_STEPS = 1500
+MIN_AUTO_EPOCHS = 10
+MAX_AUTO_EPOCHS = 60
+
+#: The reference batch size of the default learning rates (scaled linearly for other sizes).
+REFERENCE_BATCH = 64
+
+#: Automatic batch size (``batch_size=None``): DEFAULT_BATCH, or for small datasets the largest
+#: power of two that still gives MIN_STEPS_PER_EPOCH steps an epoch, at least MIN_AUTO_BATCH.
+DEFAULT_BATCH = 64
+MIN_AUTO_BATCH = 16
+MIN_STEPS_PER_EPOCH = 8
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. ``None`` means "choose for me" (see :meth:`resolve`).
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(data="samples/digits", arch="lenet5").resolve(train_size=1437)
+    >>> cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer
+    (60, 64, 0.05, 'sgd')
+    """
+
+    # what to train ------------------------------------------------------------------------------
+    data: str = ""                        # dataset root: class folders, or train/ val/ (test/) folders
+    arch: str = ""                        # registry name (train); the source's arch (finetune)
+    init_from: str | None = None          # finetune: NAME[:WEIGHTS] or a checkpoint path
+    out: str | None = None                # run folder; None: runs/<arch>-<n>
+    val_split: float = 0.2                # validation fraction when DATA has no val/ folder (stratified, seeded)
+    # schedule and optimiser ---------------------------------------------------------------------
+    epochs: int | None = None             # None: about AUTO_EPOCH_STEPS steps, 10..60 epochs
+    batch_size: int | None = None         # per process; None: 64, smaller for small datasets (>= 8 steps an epoch)
+    optimizer: str = "sgd"                # sgd (Nesterov momentum) | adamw
+    lr: float | None = None               # None: sgd 0.05 (train) / 0.01 (finetune), adamw 1e-3, x batch/64 for sgd
+    momentum: float = 0.9                 # sgd momentum (adamw: beta1)
+    weight_decay: float | None = None     # None: sgd 5e-4, adamw 0.05; never on biases and norm layers
+    schedule: str = "cosine"              # cosine decay to 0 | constant, after the warmup
+    warmup_epochs: float = 1.0            # linear warmup from lr/100 (fractions of an epoch allowed)
+    label_smoothing: float = 0.1          # soft targets: 1 - eps on the class, eps spread over all
+    mixup: float = 0.0                    # Beta(alpha, alpha) mixup; 0: off (try 0.2)
+    cutmix: float = 0.0                   # Beta(alpha, alpha) cutmix; 0: off (try 1.0); with mixup, one per batch
+    grad_clip: float | None = None        # clip the gradient norm to this; None: no clipping
+    patience: int | None = None           # stop after this many epochs without a better val accuracy; None: never
+    ema: float | None = None              # keep an exponential moving average of weights (e.g. 0.999); evaluate it
+    init: str = "auto"                    # from scratch: auto (Kaiming for ReLU nets, Xavier for tanh/sigmoid nets) | kaiming | xavier | torch
+    # augmentation -------------------------------------------------------------------------------
+    augment: bool = True                  # random distortions of training images (below)
+    aug: AugmentConfig = field(default_factory=AugmentConfig)   # rotate 10, shift 0.1, zoom 0.1, shear 5; no flips
+    # fine-tuning --------------------------------------------------------------------------------
+    freeze: str = "none"                  # none | backbone (train the head only) | N (the head and the last N blocks)
+    backbone_lr_scale: float = 0.1        # backbone learning rate = lr x this (the new head learns at lr)
+    # machine ------------------------------------------------------------------------------------
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps
+    amp: bool | None = None               # mixed precision; None: on for CUDA
+    channels_last: bool | None = None     # NHWC layout; None: on for CUDA
+    workers: int | None = None            # DataLoader workers; None: 0 for cached data, else by cores
+    threads: int | None = None            # CPU compute threads; None: physical cores / processes - workers
+    cache: str = "auto"                   # keep decoded images in memory: auto (when they fit in 2 GiB) | on | off
+    verify: bool = True                   # decode every image once up front, skipping corrupt ones
+    max_pixels: int | None = None         # refuse larger images (decompression bombs); None: cnntool's default
+    seed: int = 0                         # every random choice (init, order, augmentation) follows it
+    deterministic: bool = False           # deterministic GPU kernels (slower); the CPU is deterministic already
+
+    # --------------------------------------------------------------------------------------------
+    @property
+    def finetuning(self) -> bool:
+        return self.init_from is not None
+
+    def validate(self) -> "TrainConfig":
+        """Check option values; :class:`UsageError` naming the flag otherwise."""
+        _choice(self.optimizer, OPTIMIZERS, "--optimizer")
+        _choice(self.schedule, SCHEDULES, "--schedule")
+        _choice(self.init, INITS, "--init")
+        _choice(self.cache, CACHE_CHOICES, "--cache")
+        if not 0.0 < self.val_split < 1.0:
+            raise UsageError(f"--val-split must be between 0 and 1, not {self.val_split}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UsageError("--label-smoothing must be in [0, 1)")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise UsageError("--ema is a decay between 0 and 1, e.g. 0.999")
+        if self.mixup < 0 or self.cutmix < 0:
+            raise UsageError("--mixup and --cutmix are Beta alphas >= 0 (0 turns them off)")
+        parse_freeze(self.freeze)
+        return self
+
+    def resolve(self, *, train_size: int, world_size: int = 1) -> "TrainConfig":
+        """A copy with every ``None`` default replaced by its value for this dataset.
+
+        ``train_size`` is the number of training images, ``world_size`` the number of
+        processes (the global batch is ``batch_size * world_size``).
+        """
+        cfg = dataclasses.replace(self, aug=dataclasses.replace(self.aug))
+        if cfg.batch_size is None:
+            cfg.batch_size = auto_batch_size(train_size // max(1, world_size))
+        global_batch = cfg.batch_size * world_size
+        if cfg.epochs is None:
+            steps_per_epoch = max(1, math.ceil(train_size / global_batch))
+            cfg.epochs = int(min(MAX_AUTO_EPOCHS, max(MIN_AUTO_EPOCHS, round(AUTO_EPOCH_STEPS / steps_per_epoch))))
+        if cfg.lr is None:
+            if cfg.optimizer == "sgd":
+                base = 0.01 if cfg.finetuning else 0.05
+                cfg.lr = base * global_batch / REFERENCE_BATCH
+            else:
+                cfg.lr = 1e-4 if cfg.finetuning else 1e-3
+        if cfg.weight_decay is None:
+            cfg.weight_decay = 5e-4 if cfg.optimizer == "sgd" else 0.05
+        return cfg
+
+    def to_dict(self) -> dict:
+        """Plain data (for config.json and checkpoints)."""
+        d = dataclasses.asdict(self)
+        if d["aug"]["crop_scale"] is not None:
+            d["aug"]["crop_scale"] = list(d["aug"]["crop_scale"])
+        d["aug"]["crop_ratio"] = list(d["aug"]["crop_ratio"])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """The inverse of :meth:`to_dict`; unknown keys (from a newer cnntool) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        aug = dict(values.pop("aug", {}) or {})
+        aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
+        aug = {k: (tuple(v) if isinstance(v, list) else v) for k, v in aug.items() if k in aug_known}
+        return cls(**values, aug=AugmentConfig(**aug))
+
+
+def auto_batch_size(train_size: int) -> int:
+    """DEFAULT_BATCH, or less for a small dataset so that an epoch has MIN_STEPS_PER_EPOCH steps
+    (a power of two, at least MIN_AUTO_BATCH): 150 images train in batches of 16.
+
+    Examples
+    --------
+    >>> auto_batch_size(1437), auto_batch_size(150), auto_batch_size(20)
+    (64, 16, 16)
+    """
+    batch = DEFAULT_BATCH
+    while batch > MIN_AUTO_BATCH and train_size < batch * MIN_STEPS_PER_EPOCH:
+        batch //= 2
+    return batch
+
+
+def parse_freeze(text: str) -> str | int:
+    """``none`` | ``backbone`` | a number of blocks N >= 0 (as int).
+
+    Examples
+    --------
+    >>> parse_freeze("2"), parse_freeze("backbone")
+    (2, 'backbone')
+    """
+    value = str(text).strip().lower()
+    if value in ("none", "backbone"):
+        return value
+    if value.isdigit():
+        return int(value)
+    raise UsageError(f"bad --freeze {text!r}",
+                     hint="use none (train everything), backbone (train the head only), or N (the last N blocks)")
+
+
+def _choice(value: str, choices: tuple[str, ...], flag: str) -> None:
+    if value not in choices:
+        raise UsageError(f"unknown {flag} {value!r}", hint="use one of: " + ", ".join(choices))

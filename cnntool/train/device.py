@@ -1,0 +1,135 @@
+"""Where training and inference run: device resolution, CPU threads, mixed precision, channels-last.
+
+Every stage resolves ``--device`` through :func:`resolve_device`, so ``auto`` means the same
+thing everywhere.
+"""
+
+from __future__ import annotations
+
+from cnntool.errors import UsageError
+
+DEVICE_CHOICES = "auto|cpu|cuda|cuda:N|mps"
+
+
+def resolve_device(spec: str = "auto"):
+    """``auto`` -> ``cuda`` when available, else ``mps``, else ``cpu``; otherwise the device named.
+
+    Raises
+    ------
+    UsageError
+        An unknown device name, or a device this machine does not have.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {spec!r}", hint=f"use one of {DEVICE_CHOICES}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA GPU is available here", hint="use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec}: this machine has {torch.cuda.device_count()} GPU(s)",
+                             hint="GPUs are numbered from cuda:0")
+    elif device.type == "mps" and not _mps_available():
+        raise UsageError("--device mps: Apple's Metal backend is not available here", hint="use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"unsupported --device {spec!r}", hint=f"use one of {DEVICE_CHOICES}")
+    return device
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def configure_cpu_threads(threads: int | None = None, *, workers: int = 0, processes: int = 1) -> int:
+    """Set PyTorch's intra-op threads so that compute and loader workers share the cores.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Use exactly this many. Default: the physical cores this process may use, divided among
+        ``processes`` (several training processes on one machine), minus the DataLoader
+        ``workers``, at least 1.
+
+    Returns
+    -------
+    int
+        The thread count set.
+
+    Examples
+    --------
+    >>> configure_cpu_threads(1)
+    1
+    """
+    import torch
+
+    from cnntool.data.loaders import usable_cores
+
+    if threads is None:
+        threads = max(1, usable_cores() // max(1, processes) - workers)
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+def use_amp(device, amp: bool | None) -> bool:
+    """Mixed precision: on by default on CUDA, off elsewhere (CPU float16 is slow, bfloat16 is lossy)."""
+    return device.type == "cuda" if amp is None else bool(amp) and device.type in ("cuda", "cpu")
+
+
+def amp_dtype(device):
+    """float16 on CUDA (with a GradScaler), bfloat16 on the CPU."""
+    import torch
+
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def use_channels_last(device, channels_last: bool | None) -> bool:
+    """NHWC memory layout: on by default on CUDA, where cuDNN's tensor-core kernels want it."""
+    return device.type == "cuda" if channels_last is None else bool(channels_last)
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Repeatable results on the GPU too (slower); on the CPU runs are repeatable already.
+
+    Without it, cuDNN may benchmark and pick the fastest (non-deterministic) kernels.
+    """
+    import os
+
+    import torch
+
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # warn_only: a few kernels (adaptive average pooling's backward on CUDA) have no
+        # deterministic form; PyTorch then warns instead of stopping the run
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a GPU out-of-memory error (which PyTorch raises as a RuntimeError subclass)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
