@@ -204,9 +204,10 @@ class _LazyEmbedder:
     def _load(self):
         with self._lock:
             if self._embedder is None:
-                from cnntool.infer.embed import Embedder, load_embedding_model, resolve_device
+                from cnntool.device import resolve_device
+                from cnntool.infer.embed import Embedder, load_embedding_model
 
-                device = resolve_device(self.device)
+                device = str(resolve_device(self.device))
                 loaded = load_embedding_model(self.spec, device=device, seed=self.seed)
                 if loaded.source == "registry":
                     self.log(f"embedding with {self.spec} (random weights, seed {self.seed}); a pretrained model "

@@ -26,6 +26,7 @@ from cnntool.cli._options import (
     default_workers,
     make_output,
 )
+from cnntool.data.limits import DEFAULT_MAX_PIXELS
 
 Method = Annotated[str, typer.Option(
     "--method",
@@ -66,7 +67,7 @@ def explain_command(
     workers: Workers = 0,
     device: Device = "auto",
     seed: Seed = 0,
-    max_pixels: MaxPixels = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     format: Format = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -99,7 +100,7 @@ def explain_command(
         explain_model,
     )
     from cnntool.models import load
-    from cnntool.train.device import resolve_device
+    from cnntool.device import resolve_device
 
     out = make_output(format, quiet, verbose)
     method = canonical(method)

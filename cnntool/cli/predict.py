@@ -21,9 +21,9 @@ import typer
 
 from cnntool.cli._options import (BatchSize, Device, Format, Inputs, MaxPixels, Model, OutDir, Overwrite, Quiet,
                                   Verbose, Workers, make_output)
+from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import GateFailed, UsageError
 
-_DEFAULT_MAX_PIXELS = 16384 * 16384
 
 
 def predict_command(
@@ -48,7 +48,7 @@ def predict_command(
     batch_size: BatchSize = 64,
     workers: Workers = 0,
     device: Device = "auto",
-    max_pixels: MaxPixels = _DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     format: Format = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -78,7 +78,7 @@ def predict_command(
     from cnntool.data.sources import resolve_inputs
     from cnntool.infer.predict import Evaluation, check_classifier, predict_records, sort_into as sort_file
     from cnntool.models.registry import load
-    from cnntool.train.device import resolve_device
+    from cnntool.device import resolve_device
 
     torch_device = resolve_device(device)
     loaded = load(model, device=str(torch_device))

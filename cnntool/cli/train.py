@@ -14,9 +14,9 @@ from typing import Annotated, Optional
 import typer
 
 from cnntool.cli._options import Device, Format, MaxPixels, Quiet, Seed, Verbose, make_output
+from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import UsageError
 
-_DEFAULT_MAX_PIXELS = 16384 * 16384
 
 Data = Annotated[
     Optional[Path],
@@ -106,7 +106,7 @@ def train_command(
     augment: Augment = True, rotate: Rotate = 10.0, shift: Shift = 0.1, zoom: Zoom = 0.1, shear: Shear = 5.0,
     crop_scale: CropScale = None, hflip: Hflip = False, vflip: Vflip = False, color_jitter: ColorJitter = 0.0,
     device: Device = "auto", amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
-    threads: Threads = None, cache: Cache = "auto", verify: Verify = True, max_pixels: MaxPixels = _DEFAULT_MAX_PIXELS,
+    threads: Threads = None, cache: Cache = "auto", verify: Verify = True, max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     seed: Seed = 0, deterministic: Deterministic = False,
     format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
 ) -> int:
@@ -145,7 +145,7 @@ def finetune_command(
     augment: Augment = True, rotate: Rotate = 10.0, shift: Shift = 0.1, zoom: Zoom = 0.1, shear: Shear = 5.0,
     crop_scale: CropScale = None, hflip: Hflip = False, vflip: Vflip = False, color_jitter: ColorJitter = 0.0,
     device: Device = "auto", amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
-    threads: Threads = None, cache: Cache = "auto", verify: Verify = True, max_pixels: MaxPixels = _DEFAULT_MAX_PIXELS,
+    threads: Threads = None, cache: Cache = "auto", verify: Verify = True, max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     seed: Seed = 0, deterministic: Deterministic = False,
     format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
 ) -> int:

@@ -2,5 +2,5 @@
 
 Libraries only: they take a :class:`~cnntool.models.registry.LoadedModel` and inputs and return
 records; the CLI modules print them. Resolve ``--device`` with
-:func:`cnntool.train.device.resolve_device`.
+:func:`cnntool.device.resolve_device`.
 """

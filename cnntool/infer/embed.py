@@ -25,25 +25,6 @@ DEFAULT_BATCH_SIZE = 32
 EMBED_VERSION = 1
 
 
-def resolve_device(spec: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``mps``, else ``cpu``; anything else as given.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    'cpu'
-    """
-    if spec != "auto":
-        return spec
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def load_embedding_model(spec: str, *, device: str = "cpu", seed: int = 0):
     """:func:`cnntool.models.registry.load` with the random init seeded (reproducible embeddings)."""
     import torch

@@ -388,7 +388,7 @@ def train_classifier(cfg: TrainConfig, *, resume: str | None = None, overwrite: 
         :class:`CnnToolError` with advice.
     """
     from cnntool.train import distributed as D
-    from cnntool.train.device import resolve_device, set_deterministic
+    from cnntool.device import resolve_device, set_deterministic
 
     messages = messages or _Silent()
     checkpoint = None
@@ -406,7 +406,7 @@ def train_classifier(cfg: TrainConfig, *, resume: str | None = None, overwrite: 
         run = _prepare(cfg, checkpoint, resume, overwrite, dist, device, messages)
         return _train(run, messages, on_epoch, started)
     except RuntimeError as exc:
-        from cnntool.train.device import is_out_of_memory
+        from cnntool.device import is_out_of_memory
 
         if is_out_of_memory(exc):
             batch = run.cfg.batch_size if run is not None else (cfg.batch_size or DEFAULT_BATCH)
@@ -440,7 +440,7 @@ def _prepare(cfg, checkpoint, resume, overwrite, dist, device, messages) -> _Run
 
     from cnntool.data.loaders import default_loader_workers, make_loader
     from cnntool.train import distributed as D
-    from cnntool.train.device import configure_cpu_threads
+    from cnntool.device import configure_cpu_threads
 
     seed_everything(cfg.seed)
     if cfg.finetuning and checkpoint is None:
@@ -531,7 +531,7 @@ def _step_settings(cfg: TrainConfig, setup: ModelSetup, device):
     import torch.nn.functional as F
 
     from cnntool.train.augment import Mixer
-    from cnntool.train.device import amp_dtype, use_amp, use_channels_last
+    from cnntool.device import amp_dtype, use_amp, use_channels_last
     from cnntool.train.loop import StepSettings
 
     amp = use_amp(device, cfg.amp)

@@ -120,13 +120,6 @@ def test_embeddings_pool_a_convolutional_head():
     assert features.shape == (1, 5)
 
 
-def test_resolve_device():
-    from cnntool.infer.embed import resolve_device
-
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") in ("cpu", "cuda", "mps")
-
-
 def test_unknown_models_are_usage_errors_before_any_work(labelled, tmp_path):
     for model, message in (("lenet6", "unknown model"), (str(tmp_path / "nope.pt"), "not found")):
         result = runner.invoke(app, ["audit", str(labelled), "--labels", "-m", model, "--no-cache"])
