@@ -8,7 +8,7 @@ rm -rf "$OUT"
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "cnntool filter: Gaussian blur, then Sobel edge magnitude, on the bundled photos"
-cnntool filter samples/photos -k gaussian:sigma=1.5 -k sobel:axis=magnitude -o "$OUT/edges" --format table
+cnntool filter samples/photos -k gaussian:sigma=1.5 -k sobel:axis=magnitude --border reflect -o "$OUT/edges" --format table
 
 step "cnntool models: the registry, and LeNet-5's layers"
 cnntool models list --format table
@@ -22,9 +22,9 @@ step "cnntool train: LeNet-5 on scikit-learn's handwritten digits"
 cnntool train samples/digits --arch lenet5 -o "$OUT/digits-lenet5" --format table
 
 step "cnntool predict: evaluate the checkpoint on the validation split"
-cnntool predict samples/digits/val -m "$OUT/digits-lenet5/best.pt" --eval -o "$OUT/predict" --format table | tail -n 3
+cnntool predict samples/digits/val -m "$OUT/digits-lenet5/best.pt" --eval --topk 2 -o "$OUT/predict" --format table | tail -n 3
 
-step "cnntool explain: Grad-CAM for the first few validation digits"
-cnntool explain samples/digits/val/3 -m "$OUT/digits-lenet5/best.pt" --method gradcam -o "$OUT/explain" --format table | head -n 6
+step "cnntool explain: Grad-CAM for a few validation digits (overlays in $OUT/explain)"
+cnntool explain 'samples/digits/val/3/0[0-2]*.png' -m "$OUT/digits-lenet5/best.pt" --method gradcam -o "$OUT/explain" --format table
 
 printf '\nDemo outputs are in %s/\n' "$OUT" >&2

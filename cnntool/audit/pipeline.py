@@ -45,7 +45,7 @@ from cnntool.audit.config import ALL_CHECKS, AuditConfig
 from cnntool.audit.duplicates import (HASH_METHODS, HASH_VERSION, choose_keeper, connected_groups, exact_groups,
                                       hamming_pairs, pil_image_hash, similar_pairs)
 from cnntool.audit.rules import evaluate_rules, parse_rules
-from cnntool.errors import InputError
+from cnntool.errors import InputError, UsageError
 
 #: Fields every record has, in order.
 RECORD_FIELDS = ("path", "check", "score", "threshold", "group", "keeper", "detail", "error")
@@ -113,6 +113,7 @@ def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, again
     """
     started = time.perf_counter()
     rules = parse_rules(config.fail_on, set(ALL_CHECKS))
+    _refuse_rules_that_cannot_trip(rules, config)
     labels = class_sizes = None
     if config.needs_labels:
         from cnntool.audit.labels import class_labels
@@ -137,7 +138,14 @@ def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, again
     if config.wants("near_duplicates"):
         groups["near_duplicates"] = _near_records(ok, config, records["near_duplicates"], problems)
     if config.wants("leaks") and against_items is not None:
-        _leak_records(ok, [s for s in others if s.ok], config, records["leaks"])
+        readable_others = [s for s in others if s.ok]
+        for s in others:
+            if not s.ok:
+                log(f"--against {s.path}: {s.error}")
+        if not readable_others:
+            raise UsageError("no --against file could be read, so leaks cannot be checked",
+                             hint="point --against at a folder of readable images")
+        _leak_records(ok, readable_others, config, records["leaks"])
     if config.needs_labels:
         labels, class_sizes = _label_records(ok, config, records, log)
     ordered = [r for check in ALL_CHECKS if check in config.checks for r in records[check]]
@@ -165,6 +173,16 @@ def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, again
     if against_items is not None:
         summary["against"] = len(others)
     return AuditResult(ordered, summary, images, others, 1 if tripped else 0)
+
+
+def _refuse_rules_that_cannot_trip(rules, config: AuditConfig) -> None:
+    """A --fail-on rule on a check that is not running would always pass: a gate that cannot fail."""
+    idle = sorted({r.check for r in rules if r.check != "any" and not config.wants(r.check)})
+    if not idle:
+        return
+    needs = {"leaks": "add --against DIR", "label_issues": "add --labels", "class_imbalance": "add --labels"}
+    hint = "; ".join(needs.get(check, f"add {check} to --checks") for check in idle)
+    raise UsageError(f"--fail-on names {', '.join(idle)}, which this audit does not run", hint=hint)
 
 
 # --- measuring ---------------------------------------------------------------------------

@@ -93,8 +93,7 @@ def summary_command(spec: Spec, input: InputSize = None, depth: Depth = None, fo
         "input_size": format_size(table.input_size),
     })
     out.close()
-    if out.format == "table":
-        out.stdout.write(f"total params: {table.total_params:,}  trainable: {table.trainable_params:,}  "
-                         f"input: {format_size(table.input_size)}  output: {table.output_shape}\n")
-        out.stdout.flush()
+    # the (total) record holds these too; this line is for the person reading, so stderr
+    out.log(f"total params: {table.total_params:,}  trainable: {table.trainable_params:,}  "
+            f"input: {format_size(table.input_size)}  output: {table.output_shape}")
     return out.exit_code

@@ -74,6 +74,12 @@ def predict_command(
         raise UsageError("--fail-under needs --eval", hint="add --eval (inputs must be class folders)")
     if link and sort_into is None:
         raise UsageError("--link needs --sort-into DIR")
+    if evaluate and out is not None and not overwrite:
+        from cnntool.infer.predict import EVALUATION_FILES
+
+        existing = [str(out / name) for name in EVALUATION_FILES if (out / name).exists()]
+        if existing:  # checked before predicting, not after
+            raise UsageError(f"{existing[0]} exists", hint="add --overwrite to replace it, or choose another -o folder")
     from cnntool.cli._options import default_workers
     from cnntool.data.sources import resolve_inputs
     from cnntool.infer.predict import Evaluation, check_classifier, predict_records, sort_into as sort_file
@@ -97,7 +103,7 @@ def predict_command(
         if sort_into is not None and not record.get("error"):
             record = _sorted(record, item, sort_into, link, overwrite, sort_file)
         output.emit(record)
-    summary = _finish_evaluation(evaluation, out, output) if evaluation is not None else None
+    summary = _finish_evaluation(evaluation, out, output, overwrite) if evaluation is not None else None
     output.close()
     output.log(f"{len(items)} images" + (f", {output.failed} failed" if output.failed else ""))
     if summary is not None and fail_under is not None and summary["accuracy"] < fail_under:
@@ -115,7 +121,7 @@ def _sorted(record: dict, item, root: Path, link: bool, overwrite: bool, sort_fi
     return {**record, "sorted_to": dest}
 
 
-def _finish_evaluation(evaluation, out: Path | None, output) -> dict:
+def _finish_evaluation(evaluation, out: Path | None, output, overwrite: bool) -> dict:
     from cnntool.infer.predict import evaluation_lines, write_evaluation
 
     summary = evaluation.summary()
@@ -123,7 +129,7 @@ def _finish_evaluation(evaluation, out: Path | None, output) -> dict:
         output.warn(f"{evaluation.excluded} images are in folders that are not model classes; "
                     "--eval left them out")
     if out is not None:
-        for path in write_evaluation(summary, out):
+        for path in write_evaluation(summary, out, overwrite=overwrite):
             output.debug(f"wrote {path}")
     if output.format == "jsonl":  # csv and table readers get the summary on stderr instead
         output.emit(summary)

@@ -231,13 +231,28 @@ def sort_into(path: str, rel, label: str, dest_root: str | os.PathLike, *, link:
     return str(dest), True
 
 
-def write_evaluation(summary: dict, out_dir: str | os.PathLike) -> list[str]:
-    """``evaluation.json`` (the summary) and ``confusion.png`` in ``out_dir``; returns the paths."""
+#: What ``--eval -o DIR`` writes in DIR.
+EVALUATION_FILES = ("evaluation.json", "confusion.png")
+
+
+def write_evaluation(summary: dict, out_dir: str | os.PathLike, *, overwrite: bool = False) -> list[str]:
+    """``evaluation.json`` (the summary) and ``confusion.png`` in ``out_dir``; returns the paths.
+
+    Raises
+    ------
+    UsageError
+        Either file exists and ``overwrite`` is false (a re-run never replaces outputs silently).
+    """
     from cnntool.data.writers import atomic_write_json
+    from cnntool.errors import UsageError
     from cnntool.train.plots import plot_confusion
 
     out_dir = Path(out_dir)
-    json_path, png_path = out_dir / "evaluation.json", out_dir / "confusion.png"
+    json_path, png_path = (out_dir / name for name in EVALUATION_FILES)
+    existing = [str(p) for p in (json_path, png_path) if p.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} exists; the evaluation was not written",
+                         hint="add --overwrite to replace it, or choose another -o folder")
     atomic_write_json(json_path, summary)
     plot_confusion(np.asarray(summary["confusion"]), summary["classes"], png_path,
                    predicted_classes=summary["predicted_classes"],

@@ -242,3 +242,23 @@ def test_exact_copies_show_as_near_duplicates_when_exact_is_not_checked(planted)
     result = audit(planted, "--no-cache", "--format", "jsonl", "--checks", "near_duplicates")
     near = {os.path.basename(r["path"]) for r in records(result.stdout) if r["check"] == "near_duplicates"}
     assert {"clean_a.png", "dup_of_a.png", "clean_b.jpg", "copy_of_b.bmp", "clean_c.png", "near_of_c.jpg"} == near
+
+
+def test_gate_rules_that_could_never_trip_are_usage_errors(planted, tmp_path):
+    result = audit(planted, "--no-cache", "--fail-on", "leaks")
+    assert result.exit_code == 2 and "--fail-on names leaks" in result.stderr and "--against" in result.stderr
+    result = audit(planted, "--no-cache", "--checks", "dark", "--fail-on", "blurry")
+    assert result.exit_code == 2 and "add blurry to --checks" in result.stderr
+    result = audit(planted, "--no-cache", "--fail-on", "label_issues")
+    assert result.exit_code == 2 and "--labels" in result.stderr
+
+
+def test_a_mistyped_against_folder_is_refused_not_silently_clean(planted, tmp_path):
+    result = audit(planted, "--no-cache", "--against", tmp_path / "tset", "--fail-on", "leaks")
+    assert result.exit_code == 2
+    assert "--against names no image files" in result.stderr
+    unreadable = tmp_path / "bad"
+    unreadable.mkdir()
+    (unreadable / "x.png").write_bytes(b"not a png")
+    result = audit(planted, "--no-cache", "--against", unreadable, "--fail-on", "leaks")
+    assert result.exit_code == 2 and "no --against file could be read" in result.stderr

@@ -53,3 +53,11 @@ def test_quiet_silences_logs_but_not_errors_and_progress_is_off_without_terminal
     o.error("bad", hint="fix it")
     assert err.getvalue() == "error: bad\nhint: fix it\n"
     assert list(Output("jsonl", stdout=io.StringIO(), stderr=io.StringIO()).progress(range(3))) == [0, 1, 2]
+
+
+def test_csv_writes_booleans_as_jsonl_does():
+    out = io.StringIO()
+    o = Output("csv", stdout=out, stderr=io.StringIO())
+    o.emit({"path": "a", "skipped": False, "correct": True})
+    o.close()
+    assert out.getvalue().splitlines()[1] == "a,false,true"

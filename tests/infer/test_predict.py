@@ -102,6 +102,10 @@ def test_eval_matches_the_hand_computed_confusion_matrix(folder, model, tmp_path
     assert summary["macro_f1"] == pytest.approx(square["f1"] / 3)
     assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["confusion"] == summary["confusion"]
     assert (tmp_path / "eval" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    # a re-run never replaces the evaluation silently
+    again = run(folder, "-m", model, "--eval", "-o", tmp_path / "eval")
+    assert again.exit_code == 2 and "evaluation.json exists" in again.stderr and again.stdout == ""
+    assert run(folder, "-m", model, "--eval", "-o", tmp_path / "eval", "--overwrite").exit_code == 0
 
 
 def test_eval_with_threshold_counts_unknown_as_wrong(folder, model):
@@ -187,7 +191,10 @@ def test_predict_agrees_with_the_model_called_directly(tmp_path):
         p.parent.mkdir(exist_ok=True)
         cv2.imwrite(str(p), rng.integers(0, 256, (20, 14), dtype=np.uint8))
         images.append(p)
-    recs = records(run(tmp_path / "imgs", "-m", path, "--topk", "3", "--batch-size", "2"))
+    result = run(tmp_path / "imgs", "-m", path, "--topk", "3", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    recs = records(result)
+    assert len(recs) == len(images) == 5
     pre = Preprocess((1, 32, 32), (0.5,), (0.5,))
     net.eval()
     with torch.no_grad():

@@ -117,12 +117,13 @@ def test_summary_with_another_input(runner):
     assert rows[-1]["output_shape"] == "10"
 
 
-def test_summary_table_prints_the_totals_line(runner):
+def test_summary_table_prints_the_totals_line_on_stderr(runner):
     result = run(runner, "summary", "alexnet", "--format", "table")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["layer", "type", "output_shape", "params"]
-    assert lines[-1].startswith("total params: 61,100,840  trainable: 61,100,840")
+    assert lines[-1].split()[:4] == ["(total)", "AlexNet", "1000", "61100840"]  # records only on stdout
+    assert result.stderr.splitlines()[-1].startswith("total params: 61,100,840  trainable: 61,100,840")
 
 
 def test_summary_of_a_checkpoint_uses_its_classes(runner, lenet_checkpoint):
