@@ -3,7 +3,12 @@
 Thin on purpose: the options become a :class:`~cnntool.train.config.TrainConfig`, and
 :func:`cnntool.train.classify.train_classifier` does the work. Per-epoch lines go to stderr;
 stdout gets one summary record (``path`` is the run folder). Under ``torchrun`` every process
-runs this and only rank 0 writes files and the record.
+runs this and only rank 0 writes files and the record. Exit 1 when images of the dataset were
+skipped as unreadable (the run still completes).
+
+Recipe options default to ``None`` here and are filled from :class:`TrainConfig`, so that
+``--resume`` can tell which were given: it takes the machine options and a larger ``--epochs``
+(the cosine schedule is then recomputed for the new length) and refuses the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnntool.cli._options import Device, Format, MaxPixels, Quiet, Seed, Verbose, make_output
+from cnntool.cli._options import Format, Quiet, Verbose, make_output
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import UsageError
 
@@ -26,29 +31,44 @@ Data = Annotated[
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", file_okay=False,
                                              help="Run folder [default: runs/<arch>-<n>].", show_default=False)]
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder exactly where it "
-                                                                 "stopped (its saved options are used).",
+                                                                 "stopped, with its saved recipe. Only --epochs (to "
+                                                                 "extend it: the cosine schedule is recomputed for the "
+                                                                 "new length) and the machine options --device, "
+                                                                 "--amp, --channels-last, --workers, --threads and "
+                                                                 "--cache may be given with it.",
                                                 show_default=False)]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start over in an --out folder that already holds a run.")]
-ValSplit = Annotated[float, typer.Option("--val-split", help="Validation fraction when DATA has no val/ folder "
-                                                             "(stratified, seeded by --seed).")]
+ValSplit = Annotated[Optional[float], typer.Option("--val-split", help="Validation fraction when DATA has no val/ "
+                                                                       "folder (stratified, seeded by --seed) "
+                                                                       "[default: 0.2].", show_default=False)]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help="Epochs [default: about 1500 steps, "
-                                                                             "10 to 60 epochs].", show_default=False)]
+                                                                             "10 to 60 epochs]. With --resume: a "
+                                                                             "larger number extends the run.",
+                                                show_default=False)]
 Batch = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1,
                                               help="Images per step, per process [default: 64; for datasets under "
                                                    "512 images less, down to 16, for at least 8 steps an epoch].",
                                               show_default=False)]
-Optimizer = Annotated[str, typer.Option("--optimizer", help="sgd (Nesterov momentum) | adamw.")]
+Optimizer = Annotated[Optional[str], typer.Option("--optimizer", help="sgd (Nesterov momentum) | adamw "
+                                                                      "[default: sgd].", show_default=False)]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: sgd 0.05 x batch/64, "
                                                           "adamw 1e-3; fine-tuning 0.01 / 1e-4].", show_default=False)]
-Momentum = Annotated[float, typer.Option("--momentum", help="SGD momentum (AdamW beta1).")]
+Momentum = Annotated[Optional[float], typer.Option("--momentum", help="SGD momentum (AdamW beta1) [default: 0.9].",
+                                                   show_default=False)]
 WeightDecay = Annotated[Optional[float], typer.Option("--weight-decay", help="[default: sgd 5e-4, adamw 0.05]; "
                                                                             "biases and norm layers get none.",
                                                      show_default=False)]
-Schedule = Annotated[str, typer.Option("--schedule", help="cosine (decay to 0) | constant, after the warmup.")]
-Warmup = Annotated[float, typer.Option("--warmup-epochs", min=0.0, help="Linear warmup from lr/100, in epochs.")]
-Smoothing = Annotated[float, typer.Option("--label-smoothing", help="Label smoothing epsilon (0: off).")]
-Mixup = Annotated[float, typer.Option("--mixup", min=0.0, help="Mixup Beta alpha, e.g. 0.2 (0: off).")]
-Cutmix = Annotated[float, typer.Option("--cutmix", min=0.0, help="CutMix Beta alpha, e.g. 1.0 (0: off).")]
+Schedule = Annotated[Optional[str], typer.Option("--schedule", help="cosine (decay to 0) | constant, after the "
+                                                                    "warmup [default: cosine].", show_default=False)]
+Warmup = Annotated[Optional[float], typer.Option("--warmup-epochs", min=0.0, help="Linear warmup from lr/100, in "
+                                                                                  "epochs [default: 1].",
+                                                 show_default=False)]
+Smoothing = Annotated[Optional[float], typer.Option("--label-smoothing", help="Label smoothing epsilon (0: off) "
+                                                                              "[default: 0.1].", show_default=False)]
+Mixup = Annotated[Optional[float], typer.Option("--mixup", min=0.0, help="Mixup Beta alpha, e.g. 0.2 (0: off) "
+                                                                         "[default: 0].", show_default=False)]
+Cutmix = Annotated[Optional[float], typer.Option("--cutmix", min=0.0, help="CutMix Beta alpha, e.g. 1.0 (0: off) "
+                                                                           "[default: 0].", show_default=False)]
 GradClip = Annotated[Optional[float], typer.Option("--grad-clip", min=0.0, help="Clip the gradient norm to this "
                                                                                 "[default: no clipping].",
                                                    show_default=False)]
@@ -58,22 +78,33 @@ Patience = Annotated[Optional[int], typer.Option("--patience", min=1, help="Stop
 Ema = Annotated[Optional[float], typer.Option("--ema", help="Average weights with this EMA decay, e.g. 0.999, and "
                                                             "evaluate/save the average [default: off].",
                                               show_default=False)]
-Init = Annotated[str, typer.Option("--init", help="From-scratch initialisation: auto (Kaiming for ReLU nets, "
-                                                  "Xavier for tanh nets) | kaiming | xavier | torch.")]
-Augment = Annotated[bool, typer.Option("--augment/--no-augment", help="Random distortions of training images.")]
-Rotate = Annotated[float, typer.Option("--rotate", min=0.0, help="Max rotation, degrees.")]
-Shift = Annotated[float, typer.Option("--shift", min=0.0, help="Max shift, fraction of the image size.")]
-Zoom = Annotated[float, typer.Option("--zoom", min=0.0, help="Max zoom in/out, fraction.")]
-Shear = Annotated[float, typer.Option("--shear", min=0.0, help="Max shear, degrees.")]
+Init = Annotated[Optional[str], typer.Option("--init", help="From-scratch initialisation: auto (Kaiming for ReLU "
+                                                            "nets, Xavier for tanh nets) | kaiming | xavier | torch "
+                                                            "[default: auto].", show_default=False)]
+Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random distortions of training "
+                                                                                "images [default: on].",
+                                                 show_default=False)]
+Rotate = Annotated[Optional[float], typer.Option("--rotate", min=0.0, help="Max rotation, degrees [default: 10].",
+                                                 show_default=False)]
+Shift = Annotated[Optional[float], typer.Option("--shift", min=0.0, help="Max shift, fraction of the image size "
+                                                                         "[default: 0.1].", show_default=False)]
+Zoom = Annotated[Optional[float], typer.Option("--zoom", min=0.0, help="Max zoom in/out, fraction [default: 0.1].",
+                                               show_default=False)]
+Shear = Annotated[Optional[float], typer.Option("--shear", min=0.0, help="Max shear, degrees [default: 5].",
+                                                show_default=False)]
 CropScale = Annotated[Optional[str], typer.Option("--crop-scale", metavar="MIN,MAX",
                                                   help="Random resized crop over this fraction of the area, e.g. "
                                                        "0.08,1 (the ImageNet recipe) [default: off].",
                                                   show_default=False)]
-Hflip = Annotated[bool, typer.Option("--hflip/--no-hflip", help="Random left-right flips (off: digits and text "
-                                                                "are not mirror-symmetric).")]
-Vflip = Annotated[bool, typer.Option("--vflip/--no-vflip", help="Random top-bottom flips.")]
-ColorJitter = Annotated[float, typer.Option("--color-jitter", min=0.0, help="Brightness, contrast and saturation "
-                                                                            "jitter, e.g. 0.2 (0: off).")]
+Hflip = Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random left-right flips [default: off: "
+                                                                          "digits and text are not "
+                                                                          "mirror-symmetric].", show_default=False)]
+Vflip = Annotated[Optional[bool], typer.Option("--vflip/--no-vflip", help="Random top-bottom flips [default: off].",
+                                               show_default=False)]
+ColorJitter = Annotated[Optional[float], typer.Option("--color-jitter", min=0.0, help="Brightness, contrast and "
+                                                                                      "saturation jitter, e.g. 0.2 "
+                                                                                      "(0: off) [default: 0].",
+                                                      show_default=False)]
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision [default: on for CUDA].",
                                              show_default=False)]
 ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last",
@@ -86,11 +117,24 @@ LoaderWorkers = Annotated[Optional[int], typer.Option("--workers", "-j", min=0,
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU compute threads [default: physical "
                                                                          "cores minus loader workers].",
                                                 show_default=False)]
-Cache = Annotated[str, typer.Option("--cache", help="Keep decoded images in memory: auto (when under 2 GiB) | on | off.")]
-Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Decode every image once up front and skip "
-                                                                   "corrupt ones (always done when caching).")]
-Deterministic = Annotated[bool, typer.Option("--deterministic", help="Deterministic GPU kernels (slower); CPU runs "
-                                                                     "repeat exactly anyway.")]
+TrainDevice = Annotated[Optional[str], typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU "
+                                                                      "when there is one [default: auto].",
+                                                     show_default=False)]
+Cache = Annotated[Optional[str], typer.Option("--cache", help="Keep decoded images in memory: auto (when under 2 GiB) "
+                                                              "| on | off [default: auto].", show_default=False)]
+Verify = Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Decode every image once up front and "
+                                                                             "skip corrupt ones (always done when "
+                                                                             "caching) [default: on].",
+                                                show_default=False)]
+TrainMaxPixels = Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels "
+                                                                                  "than this (decompression-bomb "
+                                                                                  f"guard) [default: {DEFAULT_MAX_PIXELS}].",
+                                                       show_default=False)]
+TrainSeed = Annotated[Optional[int], typer.Option("--seed", help="Random seed; same inputs and options give the same "
+                                                                 "records [default: 0].", show_default=False)]
+Deterministic = Annotated[Optional[bool], typer.Option("--deterministic", help="Deterministic GPU kernels (slower); "
+                                                                               "CPU runs repeat exactly anyway.",
+                                                       show_default=False)]
 
 
 def train_command(
@@ -98,16 +142,16 @@ def train_command(
     arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Registry model to train from scratch "
                                                                    "(see `cnntool models list`).",
                                                 show_default=False)] = None,
-    out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = 0.2,
-    epochs: Epochs = None, batch_size: Batch = None, optimizer: Optimizer = "sgd", lr: Lr = None,
-    momentum: Momentum = 0.9, weight_decay: WeightDecay = None, schedule: Schedule = "cosine",
-    warmup_epochs: Warmup = 1.0, label_smoothing: Smoothing = 0.1, mixup: Mixup = 0.0, cutmix: Cutmix = 0.0,
-    grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None, init: Init = "auto",
-    augment: Augment = True, rotate: Rotate = 10.0, shift: Shift = 0.1, zoom: Zoom = 0.1, shear: Shear = 5.0,
-    crop_scale: CropScale = None, hflip: Hflip = False, vflip: Vflip = False, color_jitter: ColorJitter = 0.0,
-    device: Device = "auto", amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
-    threads: Threads = None, cache: Cache = "auto", verify: Verify = True, max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
-    seed: Seed = 0, deterministic: Deterministic = False,
+    out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
+    epochs: Epochs = None, batch_size: Batch = None, optimizer: Optimizer = None, lr: Lr = None,
+    momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
+    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, mixup: Mixup = None, cutmix: Cutmix = None,
+    grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None, init: Init = None,
+    augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,
+    crop_scale: CropScale = None, hflip: Hflip = None, vflip: Vflip = None, color_jitter: ColorJitter = None,
+    device: TrainDevice = None, amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
+    threads: Threads = None, cache: Cache = None, verify: Verify = None, max_pixels: TrainMaxPixels = None,
+    seed: TrainSeed = None, deterministic: Deterministic = None,
     format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
 ) -> int:
     """Train a classifier from scratch on an ImageFolder dataset.
@@ -122,6 +166,7 @@ def train_command(
       cnntool train samples/digits --arch lenet5
       cnntool train photos/ --arch resnet18 --val-split 0.2 --hflip --crop-scale 0.08,1 --mixup 0.2
       cnntool train --resume runs/lenet5-1
+      cnntool train --resume runs/lenet5-1 --epochs 80 --device cpu
     """
     if resume is None and not arch:
         raise UsageError("--arch is required", hint="e.g. cnntool train DATA --arch lenet5 (see `cnntool models list`)")
@@ -133,20 +178,22 @@ def finetune_command(
     init_from: Annotated[Optional[str], typer.Option("--from", help="Start from NAME:WEIGHTS (pretrained, e.g. "
                                                                    "resnet18:DEFAULT) or a cnntool checkpoint.",
                                                      show_default=False)] = None,
-    freeze: Annotated[str, typer.Option("--freeze", help="none (train everything) | backbone (the new head only) | "
-                                                         "N (the head and the last N blocks).")] = "none",
-    backbone_lr_scale: Annotated[float, typer.Option("--backbone-lr-scale", min=0.0,
-                                                     help="Backbone learning rate = lr x this.")] = 0.1,
-    out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = 0.2,
-    epochs: Epochs = None, batch_size: Batch = None, optimizer: Optimizer = "sgd", lr: Lr = None,
-    momentum: Momentum = 0.9, weight_decay: WeightDecay = None, schedule: Schedule = "cosine",
-    warmup_epochs: Warmup = 1.0, label_smoothing: Smoothing = 0.1, mixup: Mixup = 0.0, cutmix: Cutmix = 0.0,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="none (train everything) | backbone (the new "
+                                                                   "head only) | N (the head and the last N blocks) "
+                                                                   "[default: none].", show_default=False)] = None,
+    backbone_lr_scale: Annotated[Optional[float], typer.Option("--backbone-lr-scale", min=0.0,
+                                                               help="Backbone learning rate = lr x this "
+                                                                    "[default: 0.1].", show_default=False)] = None,
+    out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
+    epochs: Epochs = None, batch_size: Batch = None, optimizer: Optimizer = None, lr: Lr = None,
+    momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
+    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, mixup: Mixup = None, cutmix: Cutmix = None,
     grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None,
-    augment: Augment = True, rotate: Rotate = 10.0, shift: Shift = 0.1, zoom: Zoom = 0.1, shear: Shear = 5.0,
-    crop_scale: CropScale = None, hflip: Hflip = False, vflip: Vflip = False, color_jitter: ColorJitter = 0.0,
-    device: Device = "auto", amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
-    threads: Threads = None, cache: Cache = "auto", verify: Verify = True, max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
-    seed: Seed = 0, deterministic: Deterministic = False,
+    augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,
+    crop_scale: CropScale = None, hflip: Hflip = None, vflip: Vflip = None, color_jitter: ColorJitter = None,
+    device: TrainDevice = None, amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
+    threads: Threads = None, cache: Cache = None, verify: Verify = None, max_pixels: TrainMaxPixels = None,
+    seed: TrainSeed = None, deterministic: Deterministic = None,
     format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
 ) -> int:
     """Fine-tune a pretrained model or a cnntool checkpoint on new classes (transfer learning).
@@ -168,6 +215,16 @@ def finetune_command(
     return _run(options, init_from=init_from)
 
 
+#: Options that only choose how this machine runs the training: --resume takes them.
+MACHINE = ("device", "amp", "channels_last", "workers", "threads", "cache")
+
+#: Options that make the recipe (or where it goes): --resume refuses them when given.
+RECIPE = ("arch", "init_from", "out", "overwrite", "val_split", "batch_size", "optimizer", "lr", "momentum",
+          "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "mixup", "cutmix", "grad_clip", "patience",
+          "ema", "init", "freeze", "backbone_lr_scale", "augment", "rotate", "shift", "zoom", "shear", "crop_scale",
+          "hflip", "vflip", "color_jitter", "verify", "max_pixels", "seed", "deterministic")
+
+
 def _run(options: dict, *, init_from: str | None) -> int:
     from cnntool.train.classify import train_classifier
     from cnntool.train.config import TrainConfig
@@ -178,9 +235,12 @@ def _run(options: dict, *, init_from: str | None) -> int:
     resume = options["resume"]
     if resume is None and options["data"] is None:
         raise UsageError("no dataset folder given", hint="cnntool train DATA --arch NAME (or --resume RUN_FOLDER)")
-    cfg = None if resume is not None else _config(options, init_from, TrainConfig)
-    summary = train_classifier(cfg or TrainConfig(), resume=str(resume) if resume is not None else None,
-                               overwrite=options["overwrite"], messages=output)
+    if resume is not None:
+        cfg, overrides = TrainConfig(), _resume_overrides(options)
+    else:
+        cfg, overrides = _config(options, init_from, TrainConfig), None
+    summary = train_classifier(cfg, resume=str(resume) if resume is not None else None,
+                               overwrite=bool(options["overwrite"]), overrides=overrides, messages=output)
     if dist.is_main and summary:
         if output.format == "table":  # one wide row is unreadable at a terminal: field/value rows
             for key, value in summary.items():
@@ -188,27 +248,58 @@ def _run(options: dict, *, init_from: str | None) -> int:
         else:
             output.emit(summary)
         output.close()
-    return 0
+    # some images were unreadable: the run is complete, but not every input was used (exit 1)
+    return 1 if summary and summary.get("skipped") else 0
+
+
+def _resume_overrides(o: dict) -> dict:
+    """The machine options and --epochs given with --resume; a usage error for any recipe option."""
+    for name in RECIPE:
+        value = o.get(name)
+        if value is None or (name == "overwrite" and not value):
+            continue
+        flag = "--from" if name == "init_from" else "--" + name.replace("_", "-")
+        if value is False:
+            flag = flag.replace("--", "--no-", 1)
+        raise UsageError(f"{flag} cannot be changed on a resumed run",
+                         hint="a resumed run keeps its recipe; start a new run to change it")
+    overrides = {name: o[name] for name in MACHINE if o[name] is not None}
+    if "cache" in overrides:
+        overrides["cache"] = overrides["cache"].lower()
+    if o["epochs"] is not None:
+        overrides["epochs"] = o["epochs"]
+    if o["data"] is not None:
+        overrides["data"] = str(o["data"])
+    return overrides
 
 
 def _config(o: dict, init_from: str | None, TrainConfig):
     from cnntool.data.transforms import AugmentConfig
 
-    aug = AugmentConfig(rotate=o["rotate"], shift=o["shift"], zoom=o["zoom"], shear=o["shear"],
-                        crop_scale=_crop_scale(o["crop_scale"]), hflip=o["hflip"], vflip=o["vflip"],
-                        brightness=o["color_jitter"], contrast=o["color_jitter"], saturation=o["color_jitter"])
+    d, a = TrainConfig(), AugmentConfig()
+
+    def get(name, default):
+        return default if o.get(name) is None else o[name]
+
+    jitter = get("color_jitter", a.brightness)
+    aug = AugmentConfig(rotate=get("rotate", a.rotate), shift=get("shift", a.shift), zoom=get("zoom", a.zoom),
+                        shear=get("shear", a.shear), crop_scale=_crop_scale(o["crop_scale"]),
+                        hflip=get("hflip", a.hflip), vflip=get("vflip", a.vflip),
+                        brightness=jitter, contrast=jitter, saturation=jitter)
     cfg = TrainConfig(
         data=str(o["data"]), arch=(o.get("arch") or "").lower(), init_from=init_from,
-        out=str(o["out"]) if o["out"] is not None else None, val_split=o["val_split"],
-        epochs=o["epochs"], batch_size=o["batch_size"], optimizer=o["optimizer"].lower(), lr=o["lr"],
-        momentum=o["momentum"], weight_decay=o["weight_decay"], schedule=o["schedule"].lower(),
-        warmup_epochs=o["warmup_epochs"], label_smoothing=o["label_smoothing"], mixup=o["mixup"],
-        cutmix=o["cutmix"], grad_clip=o["grad_clip"], patience=o["patience"], ema=o["ema"],
-        init=o.get("init", "auto").lower(), augment=o["augment"], aug=aug,
-        freeze=o.get("freeze", "none"), backbone_lr_scale=o.get("backbone_lr_scale", 0.1),
-        device=o["device"], amp=o["amp"], channels_last=o["channels_last"], workers=o["workers"],
-        threads=o["threads"], cache=o["cache"].lower(), verify=o["verify"], max_pixels=o["max_pixels"],
-        seed=o["seed"], deterministic=o["deterministic"],
+        out=str(o["out"]) if o["out"] is not None else None, val_split=get("val_split", d.val_split),
+        epochs=o["epochs"], batch_size=o["batch_size"], optimizer=get("optimizer", d.optimizer).lower(), lr=o["lr"],
+        momentum=get("momentum", d.momentum), weight_decay=o["weight_decay"],
+        schedule=get("schedule", d.schedule).lower(), warmup_epochs=get("warmup_epochs", d.warmup_epochs),
+        label_smoothing=get("label_smoothing", d.label_smoothing), mixup=get("mixup", d.mixup),
+        cutmix=get("cutmix", d.cutmix), grad_clip=o["grad_clip"], patience=o["patience"], ema=o["ema"],
+        init=get("init", d.init).lower(), augment=get("augment", d.augment), aug=aug,
+        freeze=get("freeze", d.freeze), backbone_lr_scale=get("backbone_lr_scale", d.backbone_lr_scale),
+        device=get("device", d.device), amp=o["amp"], channels_last=o["channels_last"], workers=o["workers"],
+        threads=o["threads"], cache=get("cache", d.cache).lower(), verify=get("verify", d.verify),
+        max_pixels=get("max_pixels", DEFAULT_MAX_PIXELS), seed=get("seed", d.seed),
+        deterministic=get("deterministic", d.deterministic),
     )
     return cfg.validate()
 

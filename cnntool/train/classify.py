@@ -361,7 +361,7 @@ class _Run:
 
 
 def train_classifier(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = False,
-                     messages=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
+                     overrides: dict | None = None, messages=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train (or fine-tune, when ``cfg.init_from`` is set) a classifier; returns the summary.
 
     Parameters
@@ -370,6 +370,10 @@ def train_classifier(cfg: TrainConfig, *, resume: str | None = None, overwrite: 
         Ignored when resuming: the run's saved config is used.
     resume : str, optional
         A run folder (or its ``last.pt``) to continue exactly where it stopped.
+    overrides : dict, optional
+        When resuming: changes to the saved config that keep its recipe, see
+        :meth:`TrainConfig.resumed` (machine options such as ``device``, and ``epochs`` to
+        extend the run; the cosine schedule is then recomputed for the new length).
     overwrite : bool
         Start over in an ``out`` folder that already holds a run.
     messages : object with ``log``, ``warn``, ``debug``, optional
@@ -394,7 +398,9 @@ def train_classifier(cfg: TrainConfig, *, resume: str | None = None, overwrite: 
     checkpoint = None
     if resume is not None:
         checkpoint = _load_resume(resume)
-        cfg = TrainConfig.from_dict(checkpoint["config"])
+        cfg = TrainConfig.from_dict(checkpoint["config"]).resumed(overrides)
+    elif overrides:
+        raise UsageError("overrides are for resumed runs only", hint="set the options in the TrainConfig")
     cfg.validate()
     device = resolve_device(cfg.device)
     dist = D.init_distributed(device.type)
@@ -579,7 +585,13 @@ def _make_run_dir(cfg: TrainConfig, resume, overwrite: bool, arch: str) -> Path:
 
 def _restore(run: _Run, ckpt: dict) -> None:
     run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.settings.scheduler.load_state_dict(ckpt["scheduler"])
+    scheduler = run.settings.scheduler
+    scheduler.load_state_dict(ckpt["scheduler"])  # the step count; the schedule's length is this run's
+    if run.cfg.epochs != (ckpt.get("config") or {}).get("epochs"):
+        # --epochs extended the run: the learning rate follows the schedule recomputed for the
+        # new length from the current step on (not the old one's end value, about 0 for cosine)
+        for group, base, factor in zip(run.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
     if run.settings.scaler is not None and ckpt.get("scaler"):
         run.settings.scaler.load_state_dict(ckpt["scaler"])
     if run.settings.ema is not None and ckpt.get("ema_state_dict") is not None:

@@ -32,6 +32,13 @@ DEFAULT_BATCH = 64
 MIN_AUTO_BATCH = 16
 MIN_STEPS_PER_EPOCH = 8
 
+#: Options that choose how this machine runs a training, not what it computes: ``--resume``
+#: takes them (a run started on a GPU can go on on a CPU-only machine).
+MACHINE_OPTIONS = ("device", "amp", "channels_last", "workers", "threads", "cache")
+
+#: The hint of every refusal to change a resumed run's recipe.
+RESUME_HINT = "a resumed run keeps its recipe; start a new run to change it"
+
 
 @dataclass
 class TrainConfig:
@@ -136,6 +143,41 @@ class TrainConfig:
             d["aug"]["crop_scale"] = list(d["aug"]["crop_scale"])
         d["aug"]["crop_ratio"] = list(d["aug"]["crop_ratio"])
         return d
+
+    def resumed(self, overrides: dict | None = None) -> "TrainConfig":
+        """This (saved) config for ``--resume``, with ``overrides`` applied.
+
+        ``overrides`` may hold the :data:`MACHINE_OPTIONS` (they replace the saved values),
+        ``epochs`` (at least the saved number: it extends the run, and the learning-rate schedule
+        is recomputed for the new length, as if the run had been planned that long), and
+        ``data`` (only the same folder, e.g. given again on the command line). Anything else
+        changes the recipe: :class:`UsageError` naming it.
+
+        Examples
+        --------
+        >>> TrainConfig(data="d", arch="lenet5", epochs=2).resumed({"epochs": 3, "device": "cpu"}).epochs
+        3
+        """
+        import os
+
+        cfg = dataclasses.replace(self, aug=dataclasses.replace(self.aug))
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if name in MACHINE_OPTIONS:
+                setattr(cfg, name, value)
+            elif name == "epochs":
+                if cfg.epochs is not None and value < cfg.epochs:
+                    raise UsageError(f"--epochs {value} is fewer than the resumed run's {cfg.epochs}",
+                                     hint="--epochs can only extend a resumed run; start a new run to shorten it")
+                cfg.epochs = value
+            elif name == "data":
+                if os.path.realpath(str(value)) != os.path.realpath(cfg.data):
+                    raise UsageError(f"DATA {value} is not the resumed run's dataset {cfg.data}", hint=RESUME_HINT)
+            else:
+                flag = "--from" if name == "init_from" else "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} cannot be changed on a resumed run", hint=RESUME_HINT)
+        return cfg.validate()
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

@@ -96,15 +96,91 @@ def test_killed_run_resumed_ends_with_the_same_weights(shapes, tmp_path):
     assert epoch_results(tmp_path / "whole") == epoch_results(tmp_path / "cut")
 
 
-def test_corrupt_images_are_skipped_and_reported(shapes_copy, tmp_path):
+def test_corrupt_images_are_skipped_reported_and_exit_1(shapes_copy, tmp_path):
+    """The run completes without the unreadable image, but not every input was used: exit 1."""
     broken = shapes_copy / "train" / "disk" / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
-    result = runner.invoke(app, train_args(shapes_copy, tmp_path / "run", epochs=1))
-    assert result.exit_code == 0, result.output
+    out = tmp_path / "run"
+    result = runner.invoke(app, train_args(shapes_copy, out, epochs=1))
+    assert result.exit_code == 1, result.output
     [summary] = records(result)
     assert summary["skipped"] == 1 and summary["train_images"] == 48
-    assert summary["skipped_files"][0]["path"] == str(broken)
+    assert summary["skipped_files"] == [{"path": str(broken), "error": summary["skipped_files"][0]["error"]}]
+    assert summary["skipped_files"][0]["error"]
     assert f"skipped {broken}" in result.stderr
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    assert load_checkpoint(out / "best.pt")["epoch"] == 1
+
+
+def test_resume_extends_a_finished_run_with_more_epochs(shapes, tmp_path, monkeypatch):
+    import cnntool.train.loop as loop
+
+    out = tmp_path / "run"
+    assert runner.invoke(app, train_args(shapes, out, epochs=2)).exit_code == 0
+    before = epoch_results(out)
+    starting_lrs = []
+    train_one_epoch = loop.train_one_epoch
+
+    def recording(model, loader, optimizer, settings):
+        starting_lrs.append(optimizer.param_groups[0]["lr"])
+        return train_one_epoch(model, loader, optimizer, settings)
+
+    monkeypatch.setattr(loop, "train_one_epoch", recording)
+    result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "3", "--device", "cpu",
+                                 "--workers", "0", "--threads", "1", "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert records(result)[0]["epochs"] == 3
+    assert "epoch 3/3" in result.stderr and "epoch 2/3" not in result.stderr  # exactly one more epoch
+    after = epoch_results(out)
+    assert [r["epoch"] for r in after] == [1, 2, 3] and after[:2] == before
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    config = json.loads((out / "config.json").read_text())
+    assert config["epochs"] == 3 and config["device"] == "cpu" and config["machine"]["threads"] == 1
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+    # the cosine schedule is recomputed for 3 epochs of 3 steps (1 of warmup): epoch 3 starts half
+    # way down it, at lr 0.05 x 16/64 x 0.5, not at the 2-epoch schedule's final 0
+    assert starting_lrs == [pytest.approx(0.00625)]
+    assert after[2]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_resume_with_the_same_epochs_trains_nothing_more(shapes, tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, train_args(shapes, out, epochs=1)).exit_code == 0
+    result = runner.invoke(app, ["train", str(shapes), "--resume", str(out), "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert records(result)[0]["epochs"] == 1 and "epoch 1/1" not in result.stderr
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--lr", "0.1"], "--lr"),
+    (["--batch-size", "8"], "--batch-size"),
+    (["--momentum", "0.9"], "--momentum"),     # even the default value: it may not be the run's
+    (["--no-augment"], "--no-augment"),
+    (["--seed", "3"], "--seed"),
+    (["--arch", "lenet5"], "--arch"),
+    (["-o", "elsewhere"], "--out"),
+    (["--overwrite"], "--overwrite"),
+    (["--epochs", "1"], "--epochs"),           # fewer than the run's 2
+])
+def test_resume_refuses_options_that_change_the_recipe(shapes, tmp_path, extra, flag):
+    out = tmp_path / "run"
+    assert runner.invoke(app, train_args(shapes, out, epochs=2)).exit_code == 0
+    before = (out / "last.pt").read_bytes()
+    result = runner.invoke(app, ["train", "--resume", str(out), *extra])
+    assert result.exit_code == 2, result.output
+    assert flag in result.stderr and "Traceback" not in result.output
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_finetune_resume_refuses_a_new_source(bars, source_checkpoint, tmp_path):
+    out = tmp_path / "tuned"
+    assert finetune(bars, source_checkpoint, out, "--freeze", "backbone").exit_code == 0
+    result = runner.invoke(app, ["finetune", "--resume", str(out), "--freeze", "none"])
+    assert result.exit_code == 2 and "--freeze" in result.stderr
+    assert "a resumed run keeps its recipe" in result.stderr
+    result = runner.invoke(app, ["finetune", "--resume", str(out), "--epochs", "3", "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert records(result)[0]["epochs"] == 3
 
 
 def test_an_existing_run_needs_resume_or_overwrite(shapes, tmp_path):
