@@ -11,6 +11,22 @@ EXIT_FAILURES = 1  # some inputs failed, or a --fail-on / --fail-under gate trip
 EXIT_USAGE = 2  # bad option, bad kernel spec, unknown model, missing file
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as a one-line reason for a record's ``error``: its message with whitespace
+    runs (newlines included) collapsed, or its type's name when it has none, cut at ``limit``
+    characters (ending in ``...``).
+
+    Examples
+    --------
+    >>> one_line(ValueError("bad\\n  value"))
+    'bad value'
+    >>> one_line(OSError()), one_line(ValueError("x" * 10), limit=8)
+    ('OSError', 'xxxxx...')
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
 class CnnToolError(Exception):
     """Base class: a message for the user, an optional hint, and an exit code."""
 

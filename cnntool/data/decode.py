@@ -245,8 +245,9 @@ def _os_reason(exc: OSError) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    from cnntool.errors import one_line
+
+    return one_line(exc)
 
 
 def _configure_pillow() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePath
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,6 +44,81 @@ def output_path(rel: PurePath, out_dir: str | os.PathLike, *, ext: str | None = 
     rel = PurePath(rel)
     new_ext = rel.suffix if ext is None else (ext if ext.startswith(".") else f".{ext}")
     return Path(out_dir, *rel.parent.parts, f"{rel.stem}{suffix}{new_ext}")
+
+
+class OutputPlan(NamedTuple):
+    """Where one input's outputs go: ``paths`` (empty without ``-o`` or for an input that
+    failed already), or ``error`` (one line) when they must not be written."""
+
+    paths: tuple[Path, ...]
+    error: str | None = None
+
+
+def plan_outputs(items: Sequence, out_dir: str | os.PathLike | None,
+                 outputs: Callable[[PurePath], Path | Iterable[Path]] | None = None, *,
+                 ext: str | None = None, suffix: str = "") -> list[OutputPlan]:
+    """Decide every input's output paths up front, before anything is written.
+
+    Parameters
+    ----------
+    items : sequence of InputItem
+        The batch (anything with ``path``, ``rel`` and ``ok``).
+    out_dir : path or None
+        ``-o``; None plans no outputs at all.
+    outputs : callable, optional
+        ``rel -> path or paths``: an input's output file(s) (say an overlay and a ``.npy``).
+        Default: :func:`output_path` of ``rel`` under ``out_dir`` with ``ext`` and ``suffix``.
+
+    Returns
+    -------
+    list of OutputPlan
+        One per input, in order. An input gets an ``error`` instead of paths when one of its
+        outputs would land on any input of the batch, or on an output already planned for an
+        earlier input (``a.jpg`` and ``a.png``, or ``a/x.png`` and ``b/x.png`` given as two
+        folders, both mapping to ``x.png``): the first input keeps the path.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as Item
+    >>> items = [Item(path="in/a.jpg", rel=PurePath("a.jpg"), ok=True),
+    ...          Item(path="in/a.png", rel=PurePath("a.png"), ok=True)]
+    >>> [(list(map(str, p.paths)), p.error) for p in plan_outputs(items, "out", ext="png")]
+    [(['out/a.png'], None), ([], 'output out/a.png would also be written for in/a.jpg')]
+    """
+    if out_dir is None:
+        return [OutputPlan(()) for _ in items]
+    if outputs is None:
+        def outputs(rel):
+            return output_path(rel, out_dir, ext=ext, suffix=suffix)
+    inputs = {_path_key(i.path) for i in items if i.ok}
+    taken: dict[str, str] = {}
+    plans: list[OutputPlan] = []
+    for item in items:
+        if not item.ok:
+            plans.append(OutputPlan(()))
+            continue
+        planned = outputs(item.rel)
+        paths = (Path(planned),) if isinstance(planned, (str, os.PathLike)) else tuple(map(Path, planned))
+        error = None
+        for out in paths:
+            key = _path_key(out)
+            if key in inputs:
+                error = f"refusing to overwrite the input file {out}"
+            elif key in taken:
+                error = f"output {out} would also be written for {taken[key]}"
+            if error:
+                break
+        if error:
+            plans.append(OutputPlan((), error))
+            continue
+        for out in paths:
+            taken[_path_key(out)] = item.path
+        plans.append(OutputPlan(paths))
+    return plans
+
+
+def _path_key(path) -> str:
+    return os.path.normcase(os.path.abspath(os.fspath(path)))
 
 
 def check_not_input(out: Path, source: str | os.PathLike) -> None:

@@ -28,7 +28,8 @@ import numpy as np
 from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image, read_array
 from cnntool.data.sources import InputItem
 from cnntool.data.writers import IMAGE_WRITE_EXTENSIONS, check_not_input, output_path, write_image, write_npy
-from cnntool.errors import InputError
+from cnntool.data.writers import plan_outputs as plan_file_outputs
+from cnntool.errors import InputError, one_line
 from cnntool.filters.convolve import cv2_border, resolve_padding
 from cnntool.filters.kernels import separate
 from cnntool.filters.ops import Op, chain_text, run_ops
@@ -86,32 +87,15 @@ def plan_outputs(items: Sequence[InputItem], out_dir: str | os.PathLike | None,
                  ext: str | None = None) -> list[tuple[Path | None, str | None]]:
     """For each input, ``(output path or None, error or None)``.
 
-    An output that would land on any input of the batch, or that another input already
-    maps to (``a.jpg`` and ``a.png`` with ``--ext png``), gets an error instead.
+    :func:`cnntool.data.writers.plan_outputs` with one output per input: an output that would
+    land on any input of the batch, or that another input already maps to (``a.jpg`` and
+    ``a.png`` with ``--ext png``), gets an error instead.
     """
-    if out_dir is None:
-        return [(None, None) for _ in items]
-    inputs = {_key(i.path) for i in items if i.ok}
-    taken: dict[str, str] = {}
-    plans: list[tuple[Path | None, str | None]] = []
-    for item in items:
-        if not item.ok:
-            plans.append((None, None))
-            continue
-        out = output_path(item.rel, out_dir, ext=output_extension(item.rel.suffix, ext))
-        key = _key(out)
-        if key in inputs:
-            plans.append((None, f"refusing to overwrite the input file {out}"))
-        elif key in taken:
-            plans.append((None, f"output {out} would also be written for {taken[key]}"))
-        else:
-            taken[key] = item.path
-            plans.append((out, None))
-    return plans
+    def outputs(rel):
+        return output_path(rel, out_dir, ext=output_extension(rel.suffix, ext))
 
-
-def _key(path) -> str:
-    return os.path.normcase(os.path.abspath(os.fspath(path)))
+    return [(plan.paths[0] if plan.paths else None, plan.error)
+            for plan in plan_file_outputs(items, out_dir, outputs)]
 
 
 def load_input(path: str, job: FilterJob) -> np.ndarray:
@@ -160,7 +144,7 @@ def filter_file(item: InputItem, job: FilterJob, out: Path | None = None, planne
     except InputError as exc:
         record["error"] = str(exc)
     except (ValueError, cv2.error, MemoryError, OSError) as exc:
-        record["error"] = _one_line(exc)
+        record["error"] = one_line(exc)
     return record
 
 
@@ -190,8 +174,3 @@ def write_result(out: Path, result: np.ndarray, job: FilterJob) -> None:
         write_npy(out, np.asarray(result, dtype=np.float64))
     else:
         write_image(out, to_uint8(result, job.scale), quality=job.quality)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

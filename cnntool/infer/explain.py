@@ -46,7 +46,9 @@ activation for the starting noise and the result), ``image``.
 Files under ``-o`` mirror the inputs' relative paths with the method as a suffix:
 ``cat.jpg`` -> ``cat_gradcam.png`` and ``cat_gradcam.npy`` (``gradcam++`` is spelled
 ``gradcampp``), ``cat_featuremaps.png`` and ``cat_featuremaps.npy``; ``MODEL_kernels.png`` and
-``MODEL_LAYER_chK_maximize.png`` go straight under ``-o``.
+``MODEL_LAYER_chK_maximize.png`` go straight under ``-o``. Every input's files are planned
+before anything is written: an input whose files another input already claims (``cat.jpg`` and
+``cat.png`` in one folder), or that would overwrite any input, gets an ``error`` record instead.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnntool.errors import InputError, UsageError
+from cnntool.errors import InputError, UsageError, one_line
 from cnntool.infer.cam import CAM_METHODS, METHOD_ALIASES
 from cnntool.infer.visualize import DEFAULT_MAX_MAPS, MaximizeConfig
 
@@ -401,16 +403,42 @@ class RunOptions:
     max_pixels: int | None = None   # decompression-bomb guard (default: the data layer's)
 
 
+def output_keys(method: str) -> tuple[str, str]:
+    """The record fields naming a method's two files: image first, array second."""
+    return ("image", "array") if method == "featuremaps" else ("overlay", "heatmap")
+
+
 def output_files(item, method: str, out_dir: Path | None) -> dict[str, Path]:
-    """The files one input's explanation goes to: ``{"overlay", "heatmap"}`` or ``{"image", "array"}``."""
+    """The files one input's explanation goes to: ``{"overlay", "heatmap"}`` or ``{"image", "array"}``.
+
+    These are the paths wanted; :func:`plan_files` checks them against the whole batch.
+    """
+    return _files_for(item.rel, method, out_dir)
+
+
+def _files_for(rel, method: str, out_dir: Path | None) -> dict[str, Path]:
     from cnntool.data.writers import output_path
 
     if out_dir is None:
         return {}
     suffix = "_" + method_suffix(method)
-    keys = ("image", "array") if method == "featuremaps" else ("overlay", "heatmap")
-    return {keys[0]: output_path(item.rel, out_dir, ext="png", suffix=suffix),
-            keys[1]: output_path(item.rel, out_dir, ext="npy", suffix=suffix)}
+    first, second = output_keys(method)
+    return {first: output_path(rel, out_dir, ext="png", suffix=suffix),
+            second: output_path(rel, out_dir, ext="npy", suffix=suffix)}
+
+
+def plan_files(items, method: str, out_dir: Path | None) -> list[tuple[dict[str, Path], str | None]]:
+    """Every input's files, decided before anything is written: ``(files, error)`` per input.
+
+    An input whose files would overwrite any input of the batch, or files planned for an earlier
+    input (``cat.jpg`` and ``cat.png`` in one folder both give ``cat_gradcam.png``), gets an
+    error and no files instead (see :func:`cnntool.data.writers.plan_outputs`).
+    """
+    from cnntool.data.writers import plan_outputs
+
+    keys = output_keys(method)
+    plans = plan_outputs(items, out_dir, lambda rel: _files_for(rel, method, out_dir).values())
+    return [(dict(zip(keys, plan.paths)), plan.error) for plan in plans]
 
 
 def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions()) -> Iterator[dict]:
@@ -439,7 +467,7 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
     if method in MODEL_METHODS:
         raise ValueError(f"{method} takes no inputs; use explain_model")
     preprocess = Preprocess.from_loaded(explainer.loaded)
-    todo, done = _split_existing(items, method, options)
+    todo, done, files = _split_existing(items, method, options)
     batches = iter_image_batches(todo, prepare=preprocess.resize, channels=preprocess.input_size[0],
                                  batch_size=explainer.config.batch_size, workers=options.workers,
                                  max_pixels=options.max_pixels)
@@ -452,7 +480,7 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
                 results[i] = {"path": batch_items[i].path, "method": method, "error": e}
         if good:
             x = normalize_batch(torch.from_numpy(images).to(explainer.device), preprocess.mean, preprocess.std)
-            finish = _batch_finisher(explainer, x, preprocess, options)
+            finish = _batch_finisher(explainer, x, preprocess, options, files)
             jobs = list(zip(good, [batch_items[i] for i in good], range(len(good))))
             for i, record in zip(good, thread_map(finish, jobs, workers=options.workers)):
                 results[i] = record
@@ -463,16 +491,19 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
 
 
 def _split_existing(items, method: str, options: RunOptions):
-    """Inputs to compute, and the records of inputs whose outputs all exist already (skipped)."""
-    todo, done = [], {}
-    for item in items:
-        files = output_files(item, method, options.out_dir)
-        if item.ok and files and not options.overwrite and all(p.exists() for p in files.values()):
+    """Inputs to compute; the records of inputs not to compute (their planned outputs clash, or
+    all exist already: skipped), by ``id(item)``; and every input's files, by ``id(item)``."""
+    todo, done, files_of = [], {}, {}
+    for item, (files, error) in zip(items, plan_files(items, method, options.out_dir)):
+        files_of[id(item)] = files
+        if error is not None:
+            done[id(item)] = {"path": item.path, "method": method, "error": error}
+        elif item.ok and files and not options.overwrite and all(p.exists() for p in files.values()):
             done[id(item)] = {"path": item.path, "method": method, "skipped": True,
                               **{k: str(p) for k, p in files.items()}, "error": None}
         else:
             todo.append(item)
-    return todo, done
+    return todo, done, files_of
 
 
 def _flush_done(pending: deque, done: dict, upto) -> Iterator[dict]:
@@ -485,20 +516,22 @@ def _flush_done(pending: deque, done: dict, upto) -> Iterator[dict]:
         pending.popleft()
 
 
-def _batch_finisher(explainer: Explainer, x, preprocess, options: RunOptions):
+def _batch_finisher(explainer: Explainer, x, preprocess, options: RunOptions, files: dict):
     """Compute the batch's heatmaps (or feature maps); return the per-image function that builds
     its record and writes its files (run on threads)."""
     method = explainer.method
     if method == "featuremaps":
         acts = explainer.feature_maps(x)
-        return lambda job: _finish_featuremaps(job, acts, explainer, options)
+        return lambda job: _finish_featuremaps(job, acts, explainer, files[id(job[1])])
     cams = explainer.heatmaps(x)
     faith = explainer.faithfulness(x, cams) if explainer.config.score else None
     probs = cams.probabilities
-    return lambda job: _finish_heatmap(job, cams, probs, faith, explainer, preprocess, options)
+    return lambda job: _finish_heatmap(job, cams, probs, faith, explainer, preprocess, options,
+                                       files[id(job[1])])
 
 
-def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, options: RunOptions) -> dict:
+def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, options: RunOptions,
+                    files: dict[str, Path]) -> dict:
     from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image
     from cnntool.data.writers import check_not_input, write_image, write_npy
 
@@ -507,7 +540,6 @@ def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, o
     name, score = explainer.class_name(target), float(probs[j, target])
     record = {"path": item.path, "method": explainer.method, "layer": explainer.layer, "class": name,
               "class_index": target, "score": score}
-    files = output_files(item, explainer.method, options.out_dir)
     try:
         image = decode_image(item.path, mode="rgb", max_pixels=options.max_pixels or DEFAULT_MAX_PIXELS)
         heat = heatmap_to_image(cams.heatmaps[j], image.shape, preprocess)
@@ -519,7 +551,7 @@ def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, o
             write_image(files["overlay"], render_overlay(image, heat, f"{name} {score:.2f}", seen=seen))
             write_npy(files["heatmap"], heat)
     except (InputError, OSError) as exc:
-        return {"path": item.path, "method": explainer.method, "error": _one_line(exc)}
+        return {"path": item.path, "method": explainer.method, "error": one_line(exc)}
     record["overlay"] = str(files["overlay"]) if files else None
     record["heatmap"] = str(files["heatmap"]) if files else None
     if faith is not None:
@@ -528,7 +560,7 @@ def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, o
     return record
 
 
-def _finish_featuremaps(job, acts, explainer: Explainer, options: RunOptions) -> dict:
+def _finish_featuremaps(job, acts, explainer: Explainer, files: dict[str, Path]) -> dict:
     from cnntool.data.writers import check_not_input, write_image, write_npy
     from cnntool.infer.visualize import feature_map_grid, grid_shape
 
@@ -537,7 +569,6 @@ def _finish_featuremaps(job, acts, explainer: Explainer, options: RunOptions) ->
     shown = min(explainer.config.max_maps, maps.shape[0])
     record = {"path": item.path, "method": "featuremaps", "layer": explainer.layer, "channels": int(maps.shape[0]),
               "map_size": [int(maps.shape[1]), int(maps.shape[2])], "grid": list(grid_shape(shown))}
-    files = output_files(item, "featuremaps", options.out_dir)
     try:
         if files:
             for path in files.values():
@@ -545,15 +576,11 @@ def _finish_featuremaps(job, acts, explainer: Explainer, options: RunOptions) ->
             write_image(files["image"], feature_map_grid(maps, max_maps=shown))
             write_npy(files["array"], maps.astype(np.float32))
     except (InputError, OSError) as exc:
-        return {"path": item.path, "method": "featuremaps", "error": _one_line(exc)}
+        return {"path": item.path, "method": "featuremaps", "error": one_line(exc)}
     record["image"] = str(files["image"]) if files else None
     record["array"] = str(files["array"]) if files else None
     record["error"] = None
     return record
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join((str(exc).strip() or type(exc).__name__).split())
 
 
 # --- methods on the model alone -----------------------------------------------------------------

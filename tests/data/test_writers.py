@@ -11,6 +11,7 @@ from cnntool.data.writers import (
     check_not_input,
     encode_image,
     output_path,
+    plan_outputs,
     write_image,
     write_npy,
 )
@@ -62,6 +63,31 @@ def test_check_not_input(tmp_path):
     with pytest.raises(InputError, match="refusing to overwrite"):
         check_not_input(src, src)
     check_not_input(tmp_path / "other.png", src)
+
+
+def test_plan_outputs_refuses_clashes_and_inputs(tmp_path):
+    from cnntool.data.sources import InputItem
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    items = [InputItem(str(src / "cat.jpg"), PurePath("cat.jpg")),
+             InputItem(str(src / "cat.png"), PurePath("cat.png")),   # same stem: clashes with cat.jpg
+             InputItem(str(src / "bad.png"), PurePath("bad.png"), error="unreadable"),
+             InputItem(str(src / "dog.png"), PurePath("dog.png")),
+             InputItem(str(src / "dog_x.png"), PurePath("dog_x.png"))]
+
+    def two(rel):  # an image and an array per input, as explain writes
+        return [output_path(rel, out, ext="png", suffix="_x"), output_path(rel, out, ext="npy", suffix="_x")]
+
+    plans = plan_outputs(items, out, two)
+    assert plans[0].paths == (out / "cat_x.png", out / "cat_x.npy") and plans[0].error is None
+    assert plans[1].paths == () and plans[1].error == f"output {out / 'cat_x.png'} would also be written for {items[0].path}"
+    assert plans[2] == ((), None)  # failed inputs plan nothing and claim nothing
+    assert plans[3].error is None and plans[4].error is None
+    # written into the input folder, dog.png's image would land on the input dog_x.png
+    plans = plan_outputs(items, src, ext="png", suffix="_x")
+    assert plans[3].paths == () and plans[3].error == f"refusing to overwrite the input file {src / 'dog_x.png'}"
+    assert plans[0].paths == (src / "cat_x.png",) and plans[1].error and plans[4].error is None
+    assert plan_outputs(items, None) == [((), None)] * len(items)
 
 
 def test_thread_map_keeps_order_and_bounds_in_flight():

@@ -186,3 +186,45 @@ def test_csv_records(checkpoint, images):
     assert result.exit_code == 0
     header = result.stdout.splitlines()[0].split(",")
     assert header[:4] == ["path", "method", "layer", "class"] and "peak" in header and "box" in header
+
+
+def _photo(path, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.random.default_rng(seed).integers(0, 255, size=(40, 40, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def test_inputs_mapping_to_the_same_files_are_errors_not_overwrites(checkpoint, tmp_path):
+    root = tmp_path / "in"
+    _photo(root / "cat.jpg", 1), _photo(root / "cat.png", 2)
+    _photo(root / "a" / "x.png", 3), _photo(root / "b" / "x.png", 4)
+    out = tmp_path / "out"
+    for _ in range(2):  # the re-run reports the first skipped and the second still refused
+        result, records = _run(root / "cat.jpg", root / "cat.png", root / "a", root / "b", "-m", checkpoint,
+                               "-o", out)
+        assert result.exit_code == 1
+        assert [r["path"] for r in records] == [str(root / p) for p in ("cat.jpg", "cat.png", "a/x.png", "b/x.png")]
+        first, clash, x_first, x_clash = records
+        assert first["error"] is None and first["overlay"] == str(out / "cat_gradcam.png")
+        assert x_first["error"] is None and x_first["heatmap"] == str(out / "x_gradcam.npy")
+        assert clash["error"] == f"output {out / 'cat_gradcam.png'} would also be written for {root / 'cat.jpg'}"
+        assert x_clash["error"] == f"output {out / 'x_gradcam.png'} would also be written for {root / 'a' / 'x.png'}"
+        assert "overlay" not in clash and "\n" not in clash["error"]
+    assert sorted(p.name for p in out.iterdir()) == ["cat_gradcam.npy", "cat_gradcam.png",
+                                                     "x_gradcam.npy", "x_gradcam.png"]
+
+
+def test_outputs_never_overwrite_another_input(checkpoint, tmp_path):
+    root = tmp_path / "imgs"
+    _photo(root / "cat.png", 1)
+    victim = _photo(root / "cat_gradcam.png", 2)  # the overlay cat.png would get
+    before = victim.read_bytes()
+    result, records = _run(root, "-m", checkpoint, "-o", root, "--overwrite")
+    assert result.exit_code == 1
+    cat, other = records
+    assert cat["path"] == str(root / "cat.png")
+    assert cat["error"] == f"refusing to overwrite the input file {victim}" and "overlay" not in cat
+    assert other["error"] is None and other["overlay"] == str(root / "cat_gradcam_gradcam.png")
+    assert victim.read_bytes() == before
+    assert not (root / "cat_gradcam.npy").exists()  # nothing of cat.png's was written either
