@@ -27,6 +27,10 @@ class Preprocess:
     resize_size : int or None
         Resize the shorter side to this, then centre-crop (H, W) (the ImageNet recipe);
         None resizes straight to (H, W).
+    interpolation : {"bilinear", "bicubic", "nearest"}
+        How the weights were trained to see images enlarged (EfficientNet's are bicubic).
+        Shrinking always averages areas (OpenCV's INTER_AREA), the antialiasing that
+        torchvision's ``antialias=True`` resize applies whatever the filter.
 
     Examples
     --------
@@ -39,11 +43,13 @@ class Preprocess:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize_size: int | None = None
+    interpolation: str = "bilinear"
 
     @classmethod
     def from_loaded(cls, loaded) -> "Preprocess":
         """From a :class:`~cnntool.models.registry.LoadedModel`."""
-        return cls(tuple(loaded.input_size), tuple(loaded.mean), tuple(loaded.std), loaded.resize_size)
+        return cls(tuple(loaded.input_size), tuple(loaded.mean), tuple(loaded.std), loaded.resize_size,
+                   getattr(loaded, "interpolation", "bilinear"))
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """Resize/crop to (H, W) and convert channels; still uint8, (H, W, C)."""
@@ -55,12 +61,12 @@ class Preprocess:
             h, w = image.shape[:2]
             scale = self.resize_size / min(h, w)
             new = (max(width, round(w * scale)), max(height, round(h * scale)))
-            image = _resize(image, new)
+            image = _resize(image, new, self.interpolation)
             top = (image.shape[0] - height) // 2
             left = (image.shape[1] - width) // 2
             image = image[top:top + height, left:left + width]
         elif image.shape[:2] != (height, width):
-            image = _resize(image, (width, height))
+            image = _resize(image, (width, height), self.interpolation)
         if image.ndim == 2:
             image = image[:, :, None]
         return np.ascontiguousarray(image)
@@ -94,14 +100,19 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"models with {channels} input channels are not supported for images")
 
 
-def _resize(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    """Antialiased when shrinking (INTER_AREA), bilinear when growing, like torchvision's antialias=True."""
+#: OpenCV flags for enlarging, by the registry's interpolation names.
+_ENLARGE = {"bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "nearest": "INTER_NEAREST"}
+
+
+def _resize(image: np.ndarray, size_wh: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
+    """Antialiased when shrinking (INTER_AREA), ``interpolation`` when growing, like torchvision's
+    antialias=True resize."""
     import cv2
 
     h, w = image.shape[:2]
     shrink = size_wh[0] < w or size_wh[1] < h
-    out = cv2.resize(image, size_wh, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return out
+    flag = cv2.INTER_AREA if shrink else getattr(cv2, _ENLARGE.get(interpolation, "INTER_LINEAR"))
+    return cv2.resize(image, size_wh, interpolation=flag)
 
 
 # --- training augmentation ---------------------------------------------------------------------
