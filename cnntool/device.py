@@ -9,6 +9,24 @@ from __future__ import annotations
 from cnntool.errors import UsageError
 
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N|mps"
+_DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
+def check_device_spec(spec: str) -> str:
+    """Check ``--device``'s spelling without importing torch: commands that may never need a
+    model (an audit served by hashes) still refuse a typo at once.
+
+    Examples
+    --------
+    >>> check_device_spec("CUDA:1")
+    'cuda:1'
+    """
+    import re
+
+    normalised = (spec or "auto").strip().lower()
+    if not re.fullmatch(_DEVICE_PATTERN, normalised):
+        raise UsageError(f"unknown --device {spec!r}", hint=f"use one of {DEVICE_CHOICES}")
+    return normalised
 
 
 def resolve_device(spec: str = "auto"):
@@ -26,7 +44,7 @@ def resolve_device(spec: str = "auto"):
     """
     import torch
 
-    spec = (spec or "auto").strip().lower()
+    spec = check_device_spec(spec)
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

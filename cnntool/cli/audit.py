@@ -93,8 +93,10 @@ def audit_command(
     from cnntool.audit.pipeline import run_audit
     from cnntool.audit.report import summary_lines, write_html_report
     from cnntool.data.sources import resolve_inputs
+    from cnntool.device import check_device_spec
     from cnntool.errors import UsageError
 
+    check_device_spec(device)
     out = make_output(format, quiet, verbose)
     settings = load_config_file(config) if config is not None else None
     cfg = build_config(file_settings=settings, checks=checks, labels=labels, against=bool(against), dedup=dedup,

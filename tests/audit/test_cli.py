@@ -262,3 +262,8 @@ def test_a_mistyped_against_folder_is_refused_not_silently_clean(planted, tmp_pa
     (unreadable / "x.png").write_bytes(b"not a png")
     result = audit(planted, "--no-cache", "--against", unreadable, "--fail-on", "leaks")
     assert result.exit_code == 2 and "no --against file could be read" in result.stderr
+
+
+def test_a_mistyped_device_is_refused_even_when_no_model_is_needed(planted):
+    result = audit(planted, "--no-cache", "--device", "gpu")
+    assert result.exit_code == 2 and "unknown --device 'gpu'" in result.stderr
