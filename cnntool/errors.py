@@ -27,6 +27,22 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's first message line (its type's name when it has none), cut at ``limit``.
+
+    For multi-line messages (PyTorch's ``load_state_dict`` lists every key) where the first
+    line says it all and :func:`one_line` would glue the rest on.
+
+    Examples
+    --------
+    >>> first_line(RuntimeError("Error(s) in loading:\\n\\tMissing key(s)")), first_line(KeyError())
+    ('Error(s) in loading:', 'KeyError')
+    """
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    return text if limit is None else text[:limit]
+
+
 class CnnToolError(Exception):
     """Base class: a message for the user, an optional hint, and an exit code."""
 

@@ -20,7 +20,6 @@ was after the last commit), and several runs may share a cache (SQLite locks it)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -47,17 +46,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["CNNTOOL_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "cnntool" / "audit"
-
-
-def content_digest(path: str | os.PathLike) -> str:
-    """BLAKE2b (128-bit) of a file's bytes, prefixed by its size."""
-    digest = hashlib.blake2b(digest_size=16)
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            size += len(chunk)
-            digest.update(chunk)
-    return f"{size}-{digest.hexdigest()}"
 
 
 class AuditCache:

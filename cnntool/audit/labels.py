@@ -125,6 +125,3 @@ def class_counts(labels: np.ndarray, classes: list[str]) -> dict[str, int]:
     counts = np.bincount(labels, minlength=len(classes))
     return {c: int(n) for c, n in zip(classes, counts)}
 
-
-def smallest_class(counts: dict[str, int]) -> int:
-    return min(counts.values()) if counts else 0

@@ -47,10 +47,6 @@ from cnntool.audit.duplicates import (HASH_METHODS, HASH_VERSION, choose_keeper,
 from cnntool.audit.rules import evaluate_rules, parse_rules
 from cnntool.errors import InputError, UsageError
 
-#: Fields every record has, in order.
-RECORD_FIELDS = ("path", "check", "score", "threshold", "group", "keeper", "detail", "error")
-
-
 @dataclass
 class ImageState:
     """What the audit knows about one file."""
@@ -246,13 +242,11 @@ class _Measurer:
     """Reads, decodes and measures each file once, using and filling the cache."""
 
     def __init__(self, config: AuditConfig, cache, embedder, batch_size: int):
-        from cnntool.audit.checks import MEASURE_VERSION
-
         self.config = config
         self.cache = cache
         self.embedder = embedder
         self.batch_size = batch_size
-        self.props_key = f"props:v{MEASURE_VERSION}:px{config.max_pixels}"
+        self.props_key = f"props:v{image_checks.MEASURE_VERSION}:px{config.max_pixels}"
         near = config.wants("near_duplicates") or config.wants("leaks")
         self.hash_key = f"hash:{config.dedup}:v{HASH_VERSION}" if near and config.dedup in HASH_METHODS else None
         self.embed_key = None
@@ -324,7 +318,7 @@ class _Measurer:
         return self._decode_and_measure(state, missing)
 
     def _content(self, state: ImageState, stat) -> str:
-        from cnntool.audit.cache import content_digest
+        from cnntool.data.sources import content_digest
 
         if stat is not None and stat[3] is not None:
             return stat[3]

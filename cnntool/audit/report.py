@@ -179,12 +179,12 @@ def thumbnail_uri(path: str, *, max_pixels: int | None = None, side: int = THUMB
     """A JPEG data URI of the image shrunk to fit ``side`` pixels, or None when it cannot be read."""
     import cv2
 
-    from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image
+    from cnntool.data.decode import decode_image
     from cnntool.data.writers import encode_image
     from cnntool.errors import InputError
 
     try:
-        image = decode_image(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        image = decode_image(path, max_pixels=max_pixels)
     except InputError:
         return None
     h, w = image.shape[:2]
@@ -201,10 +201,11 @@ def _e(value) -> str:
 
 def _summary_table(s: dict, by_check: dict) -> str:
     total = max(1, s["images"])
+    def name(check: str) -> str:  # a link to the check's section, when it has one
+        return f"<a href='#{check}'>{_e(check)}</a>" if check in by_check else _e(check)
+
     rows = "".join(
-        f"<tr><td><a href='#{c}'>{_e(c)}</a></td><td class=n>{n}</td><td class=n>{100.0 * n / total:.1f}%</td>"
-        f"<td>{_e(_threshold_text(c, s))}</td></tr>" if c in by_check else
-        f"<tr><td>{_e(c)}</td><td class=n>{n}</td><td class=n>{100.0 * n / total:.1f}%</td>"
+        f"<tr><td>{name(c)}</td><td class=n>{n}</td><td class=n>{100.0 * n / total:.1f}%</td>"
         f"<td>{_e(_threshold_text(c, s))}</td></tr>"
         for c, n in s["counts"].items())
     return f"<table><tr><th>check</th><th>found</th><th>share</th><th>threshold</th></tr>{rows}</table>"

@@ -99,6 +99,15 @@ class Output:
         else:
             self._held.append(record)
 
+    def emit_one(self, record: dict) -> None:
+        """Write a command's single record; at a terminal as field/value rows, since one wide row
+        is unreadable there."""
+        if self.format != "table":
+            self.emit(record)
+            return
+        for key, value in _plain(record).items():
+            self.emit({"field": key, "value": value})
+
     def close(self) -> None:
         """Write held csv/table records. Safe to call twice."""
         records, self._held = self._held, []
@@ -131,11 +140,6 @@ class Output:
 
     def warn(self, message: str) -> None:
         print(f"warning: {message}", file=self.stderr)
-
-    def error(self, message: str, hint: str | None = None) -> None:
-        print(f"error: {message}", file=self.stderr)
-        if hint:
-            print(f"hint: {hint}", file=self.stderr)
 
     def progress(self, iterable: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
         """Wrap an iterable in a tqdm bar on stderr, only when stderr is a terminal."""

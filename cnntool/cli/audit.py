@@ -108,13 +108,9 @@ def audit_command(
         raise UsageError("no image files found in " + " ".join(inputs),
                          hint="give image files or folders holding .jpg/.png/.bmp/... files")
     against_items = resolve_inputs(against) if against else None
-    if against_items is not None:
-        for item in against_items:
-            if not item.ok:
-                out.warn(f"--against {item.path}: {item.error}")
-        if not any(item.ok for item in against_items):
-            raise UsageError("--against names no image files: " + " ".join(against),
-                             hint="give the folder (or files) of the other set, e.g. --against data/test")
+    if against_items is not None and not any(item.ok for item in against_items):
+        raise UsageError("--against names no image files: " + " ".join(against),
+                         hint="give the folder (or files) of the other set, e.g. --against data/test")
     store = None if no_cache else _open_cache(cache, out)
     workers = default_workers(workers)
     try:

@@ -42,9 +42,9 @@ from cnntool.cli._options import (
     make_output,
 )
 from cnntool.errors import UsageError
-from cnntool.filters.names import BORDERS, COLOR_MODES, METHODS, MODES, PADDINGS, SCALES
+from cnntool.filters.names import BORDERS, COLOR_MODES, METHODS, MODES, SCALES
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
-from cnntool.filters.ops import OP_NAMES, suggest
+from cnntool.filters.ops import OP_NAMES, parse_pad, suggest
 
 
 
@@ -173,13 +173,7 @@ def _choice(value: str, choices, flag: str) -> str:
 
 
 def _parse_pad(text: str):
-    value = text.strip().lower()
-    if value in PADDINGS:
-        return value
     try:
-        pixels = int(value)
+        return parse_pad(text.strip())
     except ValueError:
-        pixels = -1
-    if pixels < 0:
-        raise UsageError(f"bad --pad {text!r}", hint="use same, valid, full, or a number of pixels >= 0")
-    return pixels
+        raise UsageError(f"bad --pad {text!r}", hint="use same, valid, full, or a number of pixels >= 0") from None

@@ -66,12 +66,7 @@ def info_command(spec: Spec, format: Format = None, quiet: Quiet = False, verbos
 
     out = make_output(format, quiet, verbose)
     record = describe_checkpoint(spec) if is_checkpoint_spec(spec) else describe_entry(spec)
-    if out.format == "table":
-        # one wide row is unreadable at a terminal: show the record as field/value rows
-        for key, value in record.items():
-            out.emit({"field": key, "value": value})
-    else:
-        out.emit(record)
+    out.emit_one(record)
     out.close()
     return out.exit_code
 

@@ -74,12 +74,10 @@ def predict_command(
         raise UsageError("--fail-under needs --eval", hint="add --eval (inputs must be class folders)")
     if link and sort_into is None:
         raise UsageError("--link needs --sort-into DIR")
-    if evaluate and out is not None and not overwrite:
-        from cnntool.infer.predict import EVALUATION_FILES
+    if evaluate and out is not None:
+        from cnntool.infer.predict import check_evaluation_outputs
 
-        existing = [str(out / name) for name in EVALUATION_FILES if (out / name).exists()]
-        if existing:  # checked before predicting, not after
-            raise UsageError(f"{existing[0]} exists", hint="add --overwrite to replace it, or choose another -o folder")
+        check_evaluation_outputs(out, overwrite)  # before predicting, not after
     from cnntool.cli._options import default_workers
     from cnntool.data.sources import resolve_inputs
     from cnntool.infer.predict import Evaluation, check_classifier, predict_records, sort_into as sort_file

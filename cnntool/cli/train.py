@@ -215,10 +215,7 @@ def finetune_command(
     return _run(options, init_from=init_from)
 
 
-#: Options that only choose how this machine runs the training: --resume takes them.
-MACHINE = ("device", "amp", "channels_last", "workers", "threads", "cache")
-
-#: Options that make the recipe (or where it goes): --resume refuses them when given.
+#: Options that make the recipe (or where it goes): TrainConfig.resumed refuses them when given.
 RECIPE = ("arch", "init_from", "out", "overwrite", "val_split", "batch_size", "optimizer", "lr", "momentum",
           "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "mixup", "cutmix", "grad_clip", "patience",
           "ema", "init", "freeze", "backbone_lr_scale", "augment", "rotate", "shift", "zoom", "shear", "crop_scale",
@@ -242,41 +239,32 @@ def _run(options: dict, *, init_from: str | None) -> int:
     summary = train_classifier(cfg, resume=str(resume) if resume is not None else None,
                                overwrite=bool(options["overwrite"]), overrides=overrides, messages=output)
     if dist.is_main and summary:
-        if output.format == "table":  # one wide row is unreadable at a terminal: field/value rows
-            for key, value in summary.items():
-                output.emit({"field": key, "value": value})
-        else:
-            output.emit(summary)
+        output.emit_one(summary)
         output.close()
     # some images were unreadable: the run is complete, but not every input was used (exit 1)
     return 1 if summary and summary.get("skipped") else 0
 
 
 def _resume_overrides(o: dict) -> dict:
-    """The machine options and --epochs given with --resume; a usage error for any recipe option."""
-    for name in RECIPE:
-        value = o.get(name)
-        if value is None or (name == "overwrite" and not value):
-            continue
-        flag = "--from" if name == "init_from" else "--" + name.replace("_", "-")
-        if value is False:
-            flag = flag.replace("--", "--no-", 1)
-        raise UsageError(f"{flag} cannot be changed on a resumed run",
-                         hint="a resumed run keeps its recipe; start a new run to change it")
-    overrides = {name: o[name] for name in MACHINE if o[name] is not None}
+    """Every option given with --resume, for :meth:`TrainConfig.resumed` to take or refuse
+    (recipe options first, so a refusal names one of them)."""
+    from cnntool.train.config import MACHINE_OPTIONS
+
+    given = [name for name in (*RECIPE, *MACHINE_OPTIONS, "epochs") if o.get(name) is not None]
+    overrides = {name: o[name] for name in given if not (name == "overwrite" and not o[name])}
     if "cache" in overrides:
         overrides["cache"] = overrides["cache"].lower()
-    if o["epochs"] is not None:
-        overrides["epochs"] = o["epochs"]
     if o["data"] is not None:
         overrides["data"] = str(o["data"])
     return overrides
 
 
 def _config(o: dict, init_from: str | None, TrainConfig):
+    import dataclasses
+
     from cnntool.data.transforms import AugmentConfig
 
-    d, a = TrainConfig(), AugmentConfig()
+    a = AugmentConfig()
 
     def get(name, default):
         return default if o.get(name) is None else o[name]
@@ -286,22 +274,15 @@ def _config(o: dict, init_from: str | None, TrainConfig):
                         shear=get("shear", a.shear), crop_scale=_crop_scale(o["crop_scale"]),
                         hflip=get("hflip", a.hflip), vflip=get("vflip", a.vflip),
                         brightness=jitter, contrast=jitter, saturation=jitter)
-    cfg = TrainConfig(
-        data=str(o["data"]), arch=(o.get("arch") or "").lower(), init_from=init_from,
-        out=str(o["out"]) if o["out"] is not None else None, val_split=get("val_split", d.val_split),
-        epochs=o["epochs"], batch_size=o["batch_size"], optimizer=get("optimizer", d.optimizer).lower(), lr=o["lr"],
-        momentum=get("momentum", d.momentum), weight_decay=o["weight_decay"],
-        schedule=get("schedule", d.schedule).lower(), warmup_epochs=get("warmup_epochs", d.warmup_epochs),
-        label_smoothing=get("label_smoothing", d.label_smoothing), mixup=get("mixup", d.mixup),
-        cutmix=get("cutmix", d.cutmix), grad_clip=o["grad_clip"], patience=o["patience"], ema=o["ema"],
-        init=get("init", d.init).lower(), augment=get("augment", d.augment), aug=aug,
-        freeze=get("freeze", d.freeze), backbone_lr_scale=get("backbone_lr_scale", d.backbone_lr_scale),
-        device=get("device", d.device), amp=o["amp"], channels_last=o["channels_last"], workers=o["workers"],
-        threads=o["threads"], cache=get("cache", d.cache).lower(), verify=get("verify", d.verify),
-        max_pixels=get("max_pixels", DEFAULT_MAX_PIXELS), seed=get("seed", d.seed),
-        deterministic=get("deterministic", d.deterministic),
-    )
-    return cfg.validate()
+    # options left out keep TrainConfig's defaults
+    given = {f.name: o[f.name] for f in dataclasses.fields(TrainConfig) if o.get(f.name) is not None}
+    for name in ("optimizer", "schedule", "init", "cache"):
+        if name in given:
+            given[name] = given[name].lower()
+    given.update(data=str(o["data"]), arch=(o.get("arch") or "").lower(), init_from=init_from,
+                 out=str(o["out"]) if o["out"] is not None else None, aug=aug,
+                 max_pixels=get("max_pixels", DEFAULT_MAX_PIXELS))
+    return dataclasses.replace(TrainConfig(), **given).validate()
 
 
 def _crop_scale(text: str | None):

@@ -73,9 +73,12 @@ class FolderIndex:
         return len(self.paths)
 
     def subset(self, indices: Sequence[int]) -> "FolderIndex":
-        """The same classes, only the samples at ``indices`` (in that order)."""
+        """The same classes, only the samples at ``indices`` (in that order).
+
+        ``skipped`` stays empty: the files it lists belong to the whole index, not to a subset.
+        """
         return FolderIndex(self.root, list(self.classes), [self.paths[i] for i in indices],
-                           [self.labels[i] for i in indices], list(self.skipped))
+                           [self.labels[i] for i in indices])
 
 
 def find_splits(root: str | os.PathLike) -> dict[str, Path]:
@@ -238,26 +241,24 @@ class ImageDataset:
                  channels: int, prepare: Callable[[np.ndarray], np.ndarray], augment=None,
                  cache: bool | str = "auto", verify: bool = True, seed: int = 0,
                  workers: int = DEFAULT_DECODE_WORKERS, max_pixels: int | None = None):
-        from cnntool.data.decode import DEFAULT_MAX_PIXELS
-
         if len(paths) != len(labels):
             raise ValueError("paths and labels differ in length")
         self.classes = list(classes)
-        self.channels = channels
         self.prepare = prepare
         self.augment = augment
         self.seed = seed
         self.epoch = 0
         self.mode = decode_mode(channels)
-        self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+        self.max_pixels = max_pixels  # None: decode_image's default
         self.skipped: list[tuple[str, str]] = []
         self._stacked: np.ndarray | None = None
         self._images: list[np.ndarray] | None = None
+        probed: list = []
         if cache == "auto":
-            cache = self._fits_in_memory(paths)
+            cache, probed = self._fits_in_memory(paths)
         self.cached = bool(cache)
         if self.cached or verify:
-            self._load_all(list(paths), list(labels), workers, keep=self.cached)
+            self._load_all(list(paths), list(labels), workers, keep=self.cached, probed=probed)
         else:
             self.paths, self.labels = list(paths), list(labels)
         self.targets = np.asarray(self.labels, np.int64)
@@ -274,12 +275,17 @@ class ImageDataset:
         except InputError as exc:
             return exc
 
-    def _load_all(self, paths: list[str], labels: list[int], workers: int, *, keep: bool) -> None:
+    def _load_all(self, paths: list[str], labels: list[int], workers: int, *, keep: bool,
+                  probed: Sequence = ()) -> None:
+        """Decode every path; ``probed`` holds :meth:`_try_read` results of the first paths."""
+        import itertools
+
         from cnntool.data.loaders import thread_map
 
         self.paths, self.labels = [], []
         images = []
-        for path, label, result in zip(paths, labels, thread_map(self._try_read, paths, workers=workers)):
+        results = itertools.chain(probed, thread_map(self._try_read, paths[len(probed):], workers=workers))
+        for path, label, result in zip(paths, labels, results):
             if isinstance(result, InputError):
                 self.skipped.append((path, str(result)))
                 continue
@@ -294,14 +300,12 @@ class ImageDataset:
         else:
             self._images = images
 
-    def _fits_in_memory(self, paths: Sequence[str], probe: int = 8) -> bool:
-        sizes = []
-        for path in list(paths)[:probe]:
-            try:
-                sizes.append(self._read(path).nbytes)
-            except InputError:
-                continue
-        return not sizes or float(np.mean(sizes)) * len(paths) <= CACHE_BUDGET_BYTES
+    def _fits_in_memory(self, paths: Sequence[str], probe: int = 8) -> tuple[bool, list]:
+        """Whether the prepared images fit the cache budget, estimated from the first ``probe``;
+        also the :meth:`_try_read` results of those, for :meth:`_load_all` to reuse."""
+        probed = [self._try_read(path) for path in list(paths)[:probe]]
+        sizes = [r.nbytes for r in probed if not isinstance(r, InputError)]
+        return not sizes or float(np.mean(sizes)) * len(paths) <= CACHE_BUDGET_BYTES, probed
 
     # access ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -344,7 +348,3 @@ class ImageDataset:
         rng = np.random.default_rng([self.seed, self.epoch, indices[0] if indices else 0])
         params = self.augment.draw(rng, len(indices))
         return np.stack([self.augment.apply(self.prepared(i), p) for i, p in zip(indices, params)])
-
-    def class_counts(self) -> list[int]:
-        """Samples per class, in class order."""
-        return np.bincount(self.targets, minlength=len(self.classes)).tolist()

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cnntool.errors import InputError
+from cnntool.errors import InputError, one_line
 
-from cnntool.data.limits import DEFAULT_MAX_PIXELS  # noqa: E402  (re-exported)
+from cnntool.data.limits import DEFAULT_MAX_PIXELS
 
 #: Colour that transparent pixels are composited over: white, as a viewer shows them on a page.
 DEFAULT_BACKGROUND = (255, 255, 255)
@@ -29,7 +29,7 @@ def decode_image(
     path: str | os.PathLike,
     *,
     mode: str = "rgb",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
 ) -> np.ndarray:
     """Decode an image file into a new uint8 array.
@@ -41,9 +41,9 @@ def decode_image(
     mode : {"rgb", "gray", "auto"}
         ``rgb`` gives (H, W, 3); ``gray`` gives (H, W) luma (ITU-R 601); ``auto`` keeps
         single-channel images (H, W) and makes everything else RGB.
-    max_pixels : int
+    max_pixels : int, optional
         Refuse (with :class:`InputError`) an image whose header declares more pixels than this,
-        before decoding it.
+        before decoding it. None (or 0) means :data:`DEFAULT_MAX_PIXELS`.
     background : tuple of int
         RGB colour that transparent pixels are composited over.
 
@@ -76,6 +76,7 @@ def decode_image(
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = os.fspath(path)
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     try:
         size = os.path.getsize(path)
     except OSError as exc:
@@ -103,9 +104,9 @@ def decode_image(
     except UnidentifiedImageError:
         raise InputError("not an image (unrecognised or unsupported format)") from None
     except Image.DecompressionBombError as exc:
-        raise InputError(f"image too large: {_one_line(exc)}") from None
+        raise InputError(f"image too large: {one_line(exc)}") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         if "truncated" in reason.lower():
             raise InputError(f"truncated image: {reason}") from None
         raise InputError(f"corrupt image: {reason}") from None
@@ -199,8 +200,9 @@ def _scale_to_uint8(arr: np.ndarray, peak: int) -> np.ndarray:
     return np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
 
 
-def read_array(path: str | os.PathLike) -> np.ndarray:
-    """Read a ``.npy`` array (2-D, or H x W x C with C in 1..4) without unpickling anything.
+def read_array(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read a ``.npy`` array (2-D, or H x W x C with C in 1..4) without unpickling anything;
+    with ``max_pixels``, refuse one with more than that many pixels (H x W).
 
     Examples
     --------
@@ -219,20 +221,22 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
     except OSError as exc:
         raise InputError(_os_reason(exc)) from None
     except (ValueError, EOFError) as exc:
-        raise InputError(f"not a valid .npy array: {_one_line(exc)}") from None
+        raise InputError(f"not a valid .npy array: {one_line(exc)}") from None
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise InputError(f"array must be 2-D or H x W x C (C = 1, 3 or 4), got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"array must be numeric, got dtype {arr.dtype}")
+    if max_pixels is not None and arr.shape[0] * arr.shape[1] > max_pixels:
+        raise InputError(f"array too large: {arr.shape[1]}x{arr.shape[0]} exceeds --max-pixels {max_pixels:,}")
     return np.array(arr)
 
 
-def load_pixels(path: str | os.PathLike, *, mode: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_pixels(path: str | os.PathLike, *, mode: str = "auto", max_pixels: int | None = None) -> np.ndarray:
     """``.npy`` files through :func:`read_array`, everything else through :func:`decode_image`."""
     if Path(path).suffix.lower() == ".npy":
-        return read_array(path)
+        return read_array(path, max_pixels=max_pixels)
     return decode_image(path, mode=mode, max_pixels=max_pixels)
 
 
@@ -241,12 +245,6 @@ def _os_reason(exc: OSError) -> str:
         return "no such file or directory"
     if isinstance(exc, PermissionError):
         return "permission denied"
-    return _one_line(exc)
-
-
-def _one_line(exc: BaseException) -> str:
-    from cnntool.errors import one_line
-
     return one_line(exc)
 
 

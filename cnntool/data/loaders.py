@@ -205,7 +205,7 @@ def _physical_cores() -> int | None:
 # --- inference batches -------------------------------------------------------------------------
 
 def iter_image_batches(items, *, prepare, channels: int, batch_size: int, workers: int | None = None,
-                       max_pixels: int | None = None):
+                       max_pixels: int | None = None, with_sizes: bool = False):
     """Decode and prepare images on threads, yielding batches in input order.
 
     Parameters
@@ -220,12 +220,15 @@ def iter_image_batches(items, *, prepare, channels: int, batch_size: int, worker
         Decode threads (default: all cores). The next batches decode while the consumer works
         on this one.
     max_pixels : int, optional
+    with_sizes : bool
+        Also yield each good image's original ``(h, w)`` (only the two numbers are kept).
 
     Yields
     ------
     (list of InputItem, list of str or None, numpy.ndarray or None)
         The batch's items, an error per item (None when it decoded), and the good images
-        stacked as uint8 (N_ok, C, H, W) (None when no image in the batch decoded).
+        stacked as uint8 (N_ok, C, H, W) (None when no image in the batch decoded). With
+        ``with_sizes``, a fourth item: the list of the good images' original ``(h, w)``.
 
     Examples
     --------
@@ -237,17 +240,17 @@ def iter_image_batches(items, *, prepare, channels: int, batch_size: int, worker
     import numpy as np
 
     from cnntool.data.datasets import decode_mode
-    from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image
+    from cnntool.data.decode import decode_image
     from cnntool.errors import InputError
 
     mode = decode_mode(channels)
-    limit = max_pixels or DEFAULT_MAX_PIXELS
 
     def load(item):
         if not item.ok:
             return item.error
         try:
-            return prepare(decode_image(item.path, mode=mode, max_pixels=limit))
+            image = decode_image(item.path, mode=mode, max_pixels=max_pixels)
+            return prepare(image), image.shape[:2]
         except InputError as exc:
             return str(exc)
 
@@ -265,14 +268,16 @@ def iter_image_batches(items, *, prepare, channels: int, batch_size: int, worker
             batch_items.append(item)
             results.append(result)
             if len(batch_items) == batch_size:
-                yield _image_batch(batch_items, results, np)
+                yield _image_batch(batch_items, results, np, with_sizes)
                 batch_items, results = [], []
     if batch_items:
-        yield _image_batch(batch_items, results, np)
+        yield _image_batch(batch_items, results, np, with_sizes)
 
 
-def _image_batch(items, results, np):
+def _image_batch(items, results, np, with_sizes=False):
     errors = [r if isinstance(r, str) else None for r in results]
     good = [r for r in results if not isinstance(r, str)]
-    images = np.ascontiguousarray(np.stack(good).transpose(0, 3, 1, 2)) if good else None
+    images = np.ascontiguousarray(np.stack([g[0] for g in good]).transpose(0, 3, 1, 2)) if good else None
+    if with_sizes:
+        return list(items), errors, images, [(int(h), int(w)) for _, (h, w) in good]
     return list(items), errors, images

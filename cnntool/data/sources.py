@@ -9,6 +9,7 @@ a batch.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -21,7 +22,6 @@ IMAGE_EXTENSIONS = frozenset(
      ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".ico", ".tga"}
 )
 ARRAY_EXTENSIONS = frozenset({".npy"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 
 _GLOB_CHARS = set("*?[")
 
@@ -170,3 +170,22 @@ def _rel_for_file(raw: str) -> PurePath:
     if p.is_absolute() or ".." in p.parts:
         return PurePath(p.name)
     return PurePath(*[part for part in p.parts if part != "."])
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """A file's identity by content: its size and BLAKE2b (128-bit) digest, ``"SIZE-HEX"``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.bin"); _ = open(p, "wb").write(b"abc")
+    >>> content_digest(p)[:2]
+    '3-'
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            size += len(chunk)
+            digest.update(chunk)
+    return f"{size}-{digest.hexdigest()}"

@@ -53,8 +53,6 @@ class Preprocess:
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """Resize/crop to (H, W) and convert channels; still uint8, (H, W, C)."""
-        import cv2
-
         channels, height, width = self.input_size
         image = to_channels(image, channels)
         if self.resize_size:
@@ -252,10 +250,6 @@ class TrainTransform:
             out = _jitter(out, brightness=params[7], contrast=params[8], saturation=params[9])
         return out
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Prepare, draw and apply for one image."""
-        return self.apply(self.prepare(image), self.draw(rng, 1)[0])
-
     def _framing(self, h: int, w: int, params: np.ndarray) -> np.ndarray:
         """3x3 matrix from image corner coordinates to output corner coordinates."""
         _, height, width = self.preprocess.input_size
@@ -329,8 +323,6 @@ def normalize_batch(images, mean, std):
     >>> normalize_batch(torch.full((1, 1, 2, 2), 255, dtype=torch.uint8), (0.5,), (0.5,))[0, 0, 0, 0].item()
     1.0
     """
-    import torch
-
     scale, offset = batch_affine(mean, std, images.device)
     return images.float().mul_(scale).add_(offset)
 

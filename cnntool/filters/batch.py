@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image, read_array
+from cnntool.data.decode import DEFAULT_MAX_PIXELS, load_pixels
 from cnntool.data.sources import InputItem
 from cnntool.data.writers import IMAGE_WRITE_EXTENSIONS, check_not_input, output_path, write_image, write_npy
 from cnntool.data.writers import plan_outputs as plan_file_outputs
 from cnntool.errors import InputError, one_line
-from cnntool.filters.convolve import cv2_border, resolve_padding
+from cnntool.filters.convolve import _correlate_in_place, resolve_padding
 from cnntool.filters.kernels import separate
 from cnntool.filters.ops import Op, chain_text, run_ops
 from cnntool.filters.scale import to_uint8
@@ -100,11 +100,9 @@ def plan_outputs(items: Sequence[InputItem], out_dir: str | os.PathLike | None,
 
 def load_input(path: str, job: FilterJob) -> np.ndarray:
     """An image (RGB, or 2-D when the file is grayscale) or a ``.npy`` array, checked."""
+    arr = load_pixels(path, mode="auto", max_pixels=job.max_pixels)
     if Path(path).suffix.lower() != ".npy":
-        return decode_image(path, mode="auto", max_pixels=job.max_pixels)
-    arr = read_array(path)
-    if arr.shape[0] * arr.shape[1] > job.max_pixels:
-        raise InputError(f"array too large: {arr.shape[1]}x{arr.shape[0]} exceeds --max-pixels {job.max_pixels:,}")
+        return arr
     if arr.size == 0:
         raise InputError(f"empty array, shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -159,11 +157,8 @@ def smooth_uint8(image: np.ndarray, op: Op) -> tuple[np.ndarray, float, float]:
     import cv2
 
     kernel = op.matrix[::-1, ::-1] if op.params["mode"] == "conv" else op.matrix
-    col, row = separate(kernel)
-    (top, _), (left, _) = resolve_padding("same", kernel.shape)
-    result = cv2.sepFilter2D(image, cv2.CV_32F, row.astype(np.float32), col.astype(np.float32),
-                             anchor=(left, top), borderType=cv2_border(op.params["border"]))
-    result = result.reshape(image.shape)
+    result = _correlate_in_place(image, kernel, resolve_padding("same", kernel.shape),
+                                 op.params["border"], "separable", dtype=np.float32)
     # non-negative kernel on uint8: the result is >= 0, so |x| rounded and saturated is clip
     return cv2.convertScaleAbs(result).reshape(image.shape), float(result.min()), float(result.max())
 

@@ -270,7 +270,7 @@ def convolve(
                 f"the kernel ({k.shape[0]}x{k.shape[1]} effective) is larger than the padded image "
                 f"({padded.shape[0]}x{padded.shape[1]})"
             )
-        out = correlate_valid(padded, k, method=method)
+        out = correlate_valid(padded, k, method=method, path=path)
     if sy > 1 or sx > 1:
         out = np.ascontiguousarray(out[::sy, ::sx])
     return out[0] if one_d else out
@@ -332,7 +332,9 @@ def _in_place_ok(x: np.ndarray, k: np.ndarray, widths, border: str, path: str) -
             and (x.ndim == 2 or x.shape[2] <= 4))
 
 
-def _correlate_in_place(x: np.ndarray, k: np.ndarray, widths, border: str, path: str) -> np.ndarray:
+def _correlate_in_place(x: np.ndarray, k: np.ndarray, widths, border: str, path: str,
+                        dtype=np.float64) -> np.ndarray:
+    """``dtype`` float32 (separable path only): an OpenCV float32 result with a float32 kernel."""
     import cv2
 
     (top, _), (left, _) = widths
@@ -340,7 +342,11 @@ def _correlate_in_place(x: np.ndarray, k: np.ndarray, widths, border: str, path:
     # OpenCV extrapolating the border exactly as copyMakeBorder would
     if path == "separable":
         col, row = separate(k)
-        out = cv2.sepFilter2D(np.ascontiguousarray(x), cv2.CV_64F, row, col, anchor=(left, top),
+        if np.dtype(dtype) == np.float32:
+            ddepth, row, col = cv2.CV_32F, row.astype(np.float32), col.astype(np.float32)
+        else:
+            ddepth = cv2.CV_64F
+        out = cv2.sepFilter2D(np.ascontiguousarray(x), ddepth, row, col, anchor=(left, top),
                               borderType=cv2_border(border))
     else:
         src = np.ascontiguousarray(x, dtype=np.float64)
@@ -349,13 +355,18 @@ def _correlate_in_place(x: np.ndarray, k: np.ndarray, widths, border: str, path:
     return out.reshape(x.shape)
 
 
-def correlate_valid(padded: np.ndarray, kernel: np.ndarray, *, method: str = "auto") -> np.ndarray:
+def correlate_valid(padded: np.ndarray, kernel: np.ndarray, *, method: str = "auto",
+                    path: str | None = None) -> np.ndarray:
     """Cross-correlate an already-padded float64 2-D / H x W x C array with a 2-D kernel,
     keeping only the positions where the kernel fits: ``(H - kh + 1, W - kw + 1[, C])``.
+
+    ``path``: the :func:`choose_method` result for ``kernel`` and ``method`` when the caller
+    already has it (default: decided here).
     """
     kh, kw = kernel.shape
     h, w = padded.shape[0] - kh + 1, padded.shape[1] - kw + 1
-    path = choose_method(kernel, method)
+    if path is None:
+        path = choose_method(kernel, method)
     if path == "fft":
         from scipy.signal import fftconvolve
 
@@ -364,7 +375,8 @@ def correlate_valid(padded: np.ndarray, kernel: np.ndarray, *, method: str = "au
             return fftconvolve(padded, flipped[:, :, None], mode="valid", axes=(0, 1))
         return fftconvolve(padded, flipped, mode="valid")
     if padded.ndim == 3 and padded.shape[2] > 4:  # OpenCV filters take up to 4 channels here
-        return np.stack([correlate_valid(np.ascontiguousarray(padded[:, :, c]), kernel, method=method)
+        return np.stack([correlate_valid(np.ascontiguousarray(padded[:, :, c]), kernel, method=method,
+                                         path=path)
                          for c in range(padded.shape[2])], axis=2)
     import cv2
 

@@ -408,6 +408,27 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def parse_pad(raw: str) -> str | int:
+    """A padding: one of ``same``, ``valid``, ``full`` (lower-cased) or pixels >= 0.
+
+    Raises ``ValueError`` saying what is wrong.
+
+    Examples
+    --------
+    >>> parse_pad("Same"), parse_pad("3")
+    ('same', 3)
+    """
+    if raw.lower() in PADDINGS:
+        return raw.lower()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("must be same, valid, full or a number of pixels") from None
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -434,15 +455,10 @@ def _convert(spec: OpSpec, param: Param, raw: str, text: str) -> Any:
                              hint=suggest(value, list(param.choices), f"{param.name} values"))
         return value
     if kind == "pad":
-        if raw.lower() in PADDINGS:
-            return raw.lower()
         try:
-            value = int(raw)
-        except ValueError:
-            raise bad("must be same, valid, full or a number of pixels") from None
-        if value < 0:
-            raise bad("must be >= 0")
-        return value
+            return parse_pad(raw)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
     if kind == "size" and raw.lower() == "auto":
         return None
     try:

@@ -88,8 +88,10 @@ class CamBatch:
         return e / e.sum(axis=1, keepdims=True)
 
 
-def canonical_method(method: str, choices: Sequence[str] = CAM_METHODS) -> str:
+def canonical_method(method: str, choices: Sequence[str] = CAM_METHODS, *, option: str = "method") -> str:
     """The canonical name of ``method`` (case-insensitive, aliases allowed), or :class:`UsageError`.
+
+    ``option`` names the method in the error (``unknown --method 'x'`` for the command line).
 
     Examples
     --------
@@ -99,7 +101,7 @@ def canonical_method(method: str, choices: Sequence[str] = CAM_METHODS) -> str:
     key = method.lower()
     key = METHOD_ALIASES.get(key, key)
     if key not in choices:
-        raise UsageError(f"unknown method {method!r}", hint="use one of: " + ", ".join(choices))
+        raise UsageError(f"unknown {option} {method!r}", hint="use one of: " + ", ".join(choices))
     return key
 
 
@@ -117,10 +119,14 @@ def resolve_layer(model, name: str):
     >>> resolve_layer(nn.Sequential(nn.Conv2d(1, 2, 3)), "0")
     Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))
     """
-    modules = dict(model.named_modules())
-    if name and name in modules:
-        return modules[name]
-    names = [n for n in modules if n]
+    from cnntool.models.surgery import get_layer
+
+    if name:
+        try:
+            return get_layer(model, name)
+        except KeyError:
+            pass
+    names = [n for n, _ in model.named_modules() if n]
     close = difflib.get_close_matches(name, names, n=5)
     shown = names if len(names) <= 40 else [n for n in names if n.count(".") <= 1][:40]
     hint = ""
@@ -543,7 +549,7 @@ def _minmax(cam):
 
 
 def faithfulness_scores(model, x, heatmaps, targets, *, fractions: Sequence[float] = ROAD_FRACTIONS,
-                        batch_size: int = 64) -> dict[str, np.ndarray]:
+                        batch_size: int = 64, before=None) -> dict[str, np.ndarray]:
     """ROAD-style confidence changes when the most or least relevant pixels are removed.
 
     For each fraction f, the f most relevant pixels of each image (ranked by its heatmap; MoRF)
@@ -565,6 +571,9 @@ def faithfulness_scores(model, x, heatmaps, targets, *, fractions: Sequence[floa
         Fractions of the pixels removed.
     batch_size : int
         Perturbed images per forward pass.
+    before : array-like, optional
+        (N,) the target classes' probabilities for ``x`` when already known (a CAM pass has
+        them); None computes them.
 
     Returns
     -------
@@ -593,7 +602,10 @@ def faithfulness_scores(model, x, heatmaps, targets, *, fractions: Sequence[floa
     targets = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=x.device)
     heat = torch.as_tensor(np.asarray(heatmaps, dtype=np.float32), device=x.device).reshape(n, -1)
     with frozen(model), torch.no_grad():
-        before = _target_probability(model, x, targets, batch_size)
+        if before is None:
+            before = _target_probability(model, x, targets, batch_size)
+        else:
+            before = torch.as_tensor(np.asarray(before, dtype=np.float32), device=x.device)
         order = torch.argsort(heat, dim=1, descending=True, stable=True)  # most relevant first
         ranks = torch.empty_like(order)
         ranks.scatter_(1, order, torch.arange(h * w, device=x.device).expand(n, -1))

@@ -12,7 +12,6 @@ which is what lets ``cnntool audit`` cache them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 
@@ -55,12 +54,9 @@ def default_embedding_spec() -> str:
 
 def _cached_weights(name: str) -> bool:
     try:
-        from torch.hub import get_dir
+        from cnntool.models.registry import cached_weights_path, get_entry
 
-        from cnntool.models.registry import get_entry
-
-        url = get_entry(name).torchvision_weights("DEFAULT").url
-        return os.path.exists(os.path.join(get_dir(), "checkpoints", os.path.basename(url)))
+        return cached_weights_path(get_entry(name), "DEFAULT").is_file()
     except Exception:  # no weights known, or no torch hub dir: not cached
         return False
 
@@ -79,11 +75,9 @@ def model_identity(spec: str, *, seed: int = 0) -> str:
     from cnntool.models.registry import is_checkpoint_spec
 
     if is_checkpoint_spec(spec) and os.path.isfile(spec):
-        digest = hashlib.blake2b(digest_size=16)
-        with open(spec, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        return f"ckpt-{digest.hexdigest()}"
+        from cnntool.data.sources import content_digest
+
+        return f"ckpt-{content_digest(spec)}"
     name, _, weights = spec.partition(":")
     if weights:
         return f"{name.lower()}:{weights}"
@@ -121,7 +115,6 @@ class Embedder:
         self._captured = None
         head = get_layer(loaded.model, loaded.entry.head)
         self._hook = head.register_forward_pre_hook(self._capture)
-        loaded.model.eval()
 
     def _capture(self, module, inputs) -> None:
         self._captured = inputs[0]

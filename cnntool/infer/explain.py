@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from cnntool.errors import InputError, UsageError, one_line
-from cnntool.infer.cam import CAM_METHODS, METHOD_ALIASES
+from cnntool.infer.cam import CAM_METHODS, canonical_method
 from cnntool.infer.visualize import DEFAULT_MAX_MAPS, MaximizeConfig
 
 #: Methods that need no input images.
@@ -97,11 +97,7 @@ class ExplainConfig:
 
 def canonical(method: str) -> str:
     """The canonical ``--method`` name (case-insensitive; ``gradcampp`` etc. accepted)."""
-    key = method.lower()
-    key = METHOD_ALIASES.get(key, key)
-    if key not in METHODS:
-        raise UsageError(f"unknown --method {method!r}", hint="use one of: " + ", ".join(METHODS))
-    return key
+    return canonical_method(method, METHODS, option="--method")
 
 
 def method_suffix(method: str) -> str:
@@ -187,10 +183,12 @@ def input_to_image_matrix(image_shape: tuple[int, ...], preprocess) -> tuple[np.
     return matrix, seen
 
 
-def heatmap_to_image(heatmap: np.ndarray, image_shape: tuple[int, ...], preprocess) -> np.ndarray:
+def heatmap_to_image(heatmap: np.ndarray, image_shape: tuple[int, ...], preprocess, *,
+                     geometry=None) -> np.ndarray:
     """A heatmap at the model's input size, warped onto the original image: float32 (h, w).
 
-    Pixels outside the region the model saw (the centre crop) get 0.
+    Pixels outside the region the model saw (the centre crop) get 0. ``geometry`` is
+    :func:`input_to_image_matrix`'s result for ``image_shape``, when the caller has it already.
 
     Examples
     --------
@@ -203,7 +201,7 @@ def heatmap_to_image(heatmap: np.ndarray, image_shape: tuple[int, ...], preproce
     import cv2
 
     h, w = image_shape[:2]
-    matrix, (x0, y0, x1, y1) = input_to_image_matrix(image_shape, preprocess)
+    matrix, (x0, y0, x1, y1) = geometry or input_to_image_matrix(image_shape, preprocess)
     out = cv2.warpAffine(np.asarray(heatmap, np.float32), matrix, (w, h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
     out[~seen_mask((h, w), (x0, y0, x1, y1))] = 0.0
@@ -329,7 +327,7 @@ class Explainer:
         entry = loaded.entry
         default_layer = entry.first_conv if self.method == "kernels" else entry.cam_layer
         self.layer = config.layer or default_layer
-        resolve_layer(self.model, self.layer)
+        self.module = resolve_layer(self.model, self.layer)
         self.target = resolve_target(config.target, loaded.classes)
         self.head = entry.head
         self.device = _model_device(self.model)
@@ -340,14 +338,12 @@ class Explainer:
         """One forward pass on seeded noise, so a method or layer that cannot work fails before any input."""
         import torch
 
-        from cnntool.infer.cam import LayerTap, check_method, frozen, resolve_layer
+        from cnntool.infer.cam import check_method
 
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(1, *self.loaded.input_size, generator=generator).to(self.device)
         if self.method == "featuremaps":
-            module = resolve_layer(self.model, self.layer)
-            with frozen(self.model), torch.no_grad(), LayerTap(module, self.layer, stop=True) as tap:
-                tap.run(self.model, x)
+            self.feature_maps(x)
             return
         check_method(self.model, x, layer=self.layer, method=self.method, head=self.head, target=self.target)
 
@@ -364,18 +360,18 @@ class Explainer:
         """Per-image ``{"morf", "lerf", "road"}`` for a batch and its :class:`CamBatch`."""
         from cnntool.infer.cam import faithfulness_scores
 
+        before = cams.probabilities[np.arange(len(cams.targets)), cams.targets]
         scores = faithfulness_scores(self.model, x, cams.heatmaps, cams.targets,
-                                     batch_size=self.config.score_batch_size)
+                                     batch_size=self.config.score_batch_size, before=before)
         return [{k: float(v[i]) for k, v in scores.items()} for i in range(x.shape[0])]
 
     def feature_maps(self, x) -> np.ndarray:
         """The layer's activations for a batch: float32 (N, C, h, w) (the forward pass stops there)."""
         import torch
 
-        from cnntool.infer.cam import LayerTap, frozen, resolve_layer
+        from cnntool.infer.cam import LayerTap, frozen
 
-        module = resolve_layer(self.model, self.layer)
-        with frozen(self.model), torch.no_grad(), LayerTap(module, self.layer, stop=True) as tap:
+        with frozen(self.model), torch.no_grad(), LayerTap(self.module, self.layer, stop=True) as tap:
             tap.run(self.model, x)
             return tap.activation.float().cpu().numpy()
 
@@ -406,14 +402,6 @@ class RunOptions:
 def output_keys(method: str) -> tuple[str, str]:
     """The record fields naming a method's two files: image first, array second."""
     return ("image", "array") if method == "featuremaps" else ("overlay", "heatmap")
-
-
-def output_files(item, method: str, out_dir: Path | None) -> dict[str, Path]:
-    """The files one input's explanation goes to: ``{"overlay", "heatmap"}`` or ``{"image", "array"}``.
-
-    These are the paths wanted; :func:`plan_files` checks them against the whole batch.
-    """
-    return _files_for(item.rel, method, out_dir)
 
 
 def _files_for(rel, method: str, out_dir: Path | None) -> dict[str, Path]:
@@ -455,8 +443,9 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
     Notes
     -----
     Images are decoded and resized on ``options.workers`` threads by the shared loader, a batch
-    ahead of the model; each image is decoded once more, on the same threads, when its heatmap
-    is mapped onto it (so no full-size photo is held while the model works).
+    ahead of the model, which keeps only each photo's original size. With ``-o``, each image is
+    decoded once more, on the same threads, to draw its overlay (so no full-size photo is held
+    while the model works); without it, nothing is decoded twice.
     """
     import torch
 
@@ -470,9 +459,9 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
     todo, done, files = _split_existing(items, method, options)
     batches = iter_image_batches(todo, prepare=preprocess.resize, channels=preprocess.input_size[0],
                                  batch_size=explainer.config.batch_size, workers=options.workers,
-                                 max_pixels=options.max_pixels)
+                                 max_pixels=options.max_pixels, with_sizes=True)
     pending = deque(items)
-    for batch_items, errors, images in batches:
+    for batch_items, errors, images, sizes in batches:
         results: dict[int, dict] = {}
         good = [i for i, e in enumerate(errors) if e is None]
         for i, e in enumerate(errors):
@@ -481,7 +470,7 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
         if good:
             x = normalize_batch(torch.from_numpy(images).to(explainer.device), preprocess.mean, preprocess.std)
             finish = _batch_finisher(explainer, x, preprocess, options, files)
-            jobs = list(zip(good, [batch_items[i] for i in good], range(len(good))))
+            jobs = [(j, batch_items[i], sizes[j]) for j, i in enumerate(good)]
             for i, record in zip(good, thread_map(finish, jobs, workers=options.workers)):
                 results[i] = record
         for i in range(len(batch_items)):
@@ -532,23 +521,23 @@ def _batch_finisher(explainer: Explainer, x, preprocess, options: RunOptions, fi
 
 def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, options: RunOptions,
                     files: dict[str, Path]) -> dict:
-    from cnntool.data.decode import DEFAULT_MAX_PIXELS, decode_image
+    from cnntool.data.decode import decode_image
     from cnntool.data.writers import check_not_input, write_image, write_npy
 
-    _, item, j = job
+    j, item, size = job
     target = int(cams.targets[j])
     name, score = explainer.class_name(target), float(probs[j, target])
     record = {"path": item.path, "method": explainer.method, "layer": explainer.layer, "class": name,
               "class_index": target, "score": score}
     try:
-        image = decode_image(item.path, mode="rgb", max_pixels=options.max_pixels or DEFAULT_MAX_PIXELS)
-        heat = heatmap_to_image(cams.heatmaps[j], image.shape, preprocess)
+        geometry = input_to_image_matrix(size, preprocess)
+        heat = heatmap_to_image(cams.heatmaps[j], size, preprocess, geometry=geometry)
         record["peak"], record["box"] = peak_and_box(heat)
         if files:
             for path in files.values():
                 check_not_input(path, item.path)
-            _, seen = input_to_image_matrix(image.shape, preprocess)
-            write_image(files["overlay"], render_overlay(image, heat, f"{name} {score:.2f}", seen=seen))
+            image = decode_image(item.path, mode="rgb", max_pixels=options.max_pixels)
+            write_image(files["overlay"], render_overlay(image, heat, f"{name} {score:.2f}", seen=geometry[1]))
             write_npy(files["heatmap"], heat)
     except (InputError, OSError) as exc:
         return {"path": item.path, "method": explainer.method, "error": one_line(exc)}
@@ -564,7 +553,7 @@ def _finish_featuremaps(job, acts, explainer: Explainer, files: dict[str, Path])
     from cnntool.data.writers import check_not_input, write_image, write_npy
     from cnntool.infer.visualize import feature_map_grid, grid_shape
 
-    _, item, j = job
+    j, item, _ = job
     maps = acts[j]
     shown = min(explainer.config.max_maps, maps.shape[0])
     record = {"path": item.path, "method": "featuremaps", "layer": explainer.layer, "channels": int(maps.shape[0]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +73,14 @@ def predict_records(loaded, items: Sequence, *, device, batch_size: int = 64, to
 
     from cnntool.data.loaders import iter_image_batches
     from cnntool.data.transforms import Preprocess, normalize_batch
+    from cnntool.device import amp_dtype, use_amp, use_channels_last
 
     preprocess = Preprocess.from_loaded(loaded)
     classes = list(loaded.classes)
     k = max(1, min(topk, len(classes)))
     model = loaded.model
-    channels_last = device.type == "cuda"
+    channels_last = use_channels_last(device, None)
+    amp = use_amp(device, None)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     batches = iter_image_batches(items, prepare=preprocess.resize, channels=int(loaded.input_size[0]),
@@ -89,7 +92,7 @@ def predict_records(loaded, items: Sequence, *, device, batch_size: int = 64, to
                 x = normalize_batch(torch.from_numpy(images).to(device), preprocess.mean, preprocess.std)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+                with torch.autocast(device_type=device.type, dtype=amp_dtype(device)) if amp else nullcontext():
                     logits = model(x)
                 probs = torch.softmax(logits.float(), dim=1)
                 top = probs.topk(k, dim=1)
@@ -235,6 +238,16 @@ def sort_into(path: str, rel, label: str, dest_root: str | os.PathLike, *, link:
 EVALUATION_FILES = ("evaluation.json", "confusion.png")
 
 
+def check_evaluation_outputs(out_dir: str | os.PathLike, overwrite: bool) -> None:
+    """:class:`UsageError` if :data:`EVALUATION_FILES` exist in ``out_dir`` and not ``overwrite``."""
+    from cnntool.errors import UsageError
+
+    existing = [str(Path(out_dir) / name) for name in EVALUATION_FILES if (Path(out_dir) / name).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} exists; the evaluation was not written",
+                         hint="add --overwrite to replace it, or choose another -o folder")
+
+
 def write_evaluation(summary: dict, out_dir: str | os.PathLike, *, overwrite: bool = False) -> list[str]:
     """``evaluation.json`` (the summary) and ``confusion.png`` in ``out_dir``; returns the paths.
 
@@ -244,15 +257,11 @@ def write_evaluation(summary: dict, out_dir: str | os.PathLike, *, overwrite: bo
         Either file exists and ``overwrite`` is false (a re-run never replaces outputs silently).
     """
     from cnntool.data.writers import atomic_write_json
-    from cnntool.errors import UsageError
     from cnntool.train.plots import plot_confusion
 
     out_dir = Path(out_dir)
+    check_evaluation_outputs(out_dir, overwrite)
     json_path, png_path = (out_dir / name for name in EVALUATION_FILES)
-    existing = [str(p) for p in (json_path, png_path) if p.exists()]
-    if existing and not overwrite:
-        raise UsageError(f"{existing[0]} exists; the evaluation was not written",
-                         hint="add --overwrite to replace it, or choose another -o folder")
     atomic_write_json(json_path, summary)
     plot_confusion(np.asarray(summary["confusion"]), summary["classes"], png_path,
                    predicted_classes=summary["predicted_classes"],

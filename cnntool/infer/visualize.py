@@ -220,7 +220,8 @@ def maximize_channel(model, layer: str, channel: int, *, input_size, mean, std, 
 
     Examples
     --------
-    >>> import torch.nn as nn
+    >>> import torch, torch.nn as nn
+    >>> _ = torch.manual_seed(0)  # the example's random net: channel 2 must not start dead
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     >>> img, a0, a1 = maximize_channel(net, "1", 2, input_size=(3, 16, 16), mean=(0.5,) * 3,
     ...                                std=(0.5,) * 3, config=MaximizeConfig(steps=8))

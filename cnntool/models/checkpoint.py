@@ -147,12 +147,26 @@ def load_checkpoint_model(path: str | os.PathLike, *, expect_task: str | None = 
         Anything :func:`load_checkpoint` refuses, a task other than ``expect_task``, an
         architecture not in the registry, or weights that do not fit the architecture.
     """
-    from cnntool.models.registry import LoadedModel
-
     ckpt = load_checkpoint(path)
     if expect_task is not None and ckpt["task"] != expect_task:
         raise CheckpointError(f"{path} is a {ckpt['task']} checkpoint, this command needs {expect_task}",
                               hint=f"give a {expect_task} model (see `cnntool models list --task {expect_task}`)")
+    return model_from_checkpoint(ckpt, path)
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike):
+    """The :class:`LoadedModel` of a checkpoint dict already read by :func:`load_checkpoint`
+    from ``path`` (named in errors and recorded as the weights).
+
+    Large models adopt the dict's tensors rather than copying them.
+
+    Raises
+    ------
+    CheckpointError
+        An architecture not in the registry, or weights that do not fit the architecture.
+    """
+    from cnntool.models.registry import LoadedModel
+
     entry = checkpoint_entry(path, ckpt)
     model = _build_with_weights(entry, ckpt, path).eval()  # as LoadedModel promises
     meta = {k: v for k, v in ckpt.items() if k not in _TRAINING_STATE}

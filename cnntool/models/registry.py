@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnntool.errors import CheckpointError, MissingWeightsError, UnknownModelError, UsageError
+from cnntool.errors import CheckpointError, MissingWeightsError, UnknownModelError, first_line
 
 TASKS = ("classification", "detection", "segmentation", "video")
 
@@ -265,7 +265,7 @@ def is_checkpoint_spec(spec: str) -> bool:
     return os.path.exists(spec) or os.sep in spec or spec.endswith((".pt", ".pth", ".ckpt", ".safetensors"))
 
 
-def load(spec: str, *, device: str = "cpu", num_classes: int | None = None, pretrained_ok: bool = True) -> LoadedModel:
+def load(spec: str, *, device: str = "cpu", num_classes: int | None = None) -> LoadedModel:
     """Load a model by spec: ``name``, ``name:WEIGHTS`` or a checkpoint path.
 
     Parameters
@@ -302,8 +302,6 @@ def load(spec: str, *, device: str = "cpu", num_classes: int | None = None, pret
         name, _, weights = spec.partition(":")
         entry = get_entry(name)
         weights = weights or None
-        if weights is not None and not pretrained_ok:
-            raise UsageError("pretrained weights are not allowed here")
         n = num_classes or entry.num_classes
         classes = [f"class_{i}" for i in range(n)]
         if weights is not None:
@@ -358,7 +356,7 @@ def _build_pretrained(entry: ModelEntry, weights: str, num_classes: int | None):
     try:
         return entry.build(weights=weights, num_classes=num_classes)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if cached.exists():
             raise MissingWeightsError(
                 f"the cached weights file {cached} is corrupted or incomplete: {reason}",

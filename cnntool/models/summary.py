@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cnntool.errors import UsageError
+from cnntool.errors import UsageError, first_line
 
 _SIZE = re.compile(r"^\s*(\d+)(?:\s*[xX,]\s*(\d+))?(?:\s*[xX,]\s*(\d+))?\s*$")
 
@@ -134,7 +134,8 @@ def format_size(size) -> str:
     return "x".join(str(int(n)) for n in size)
 
 
-def summarize(model, input_size, *, depth: int | None = None) -> ModelSummary:
+def summarize(model, input_size, *, depth: int | None = None, model_name: str = "the model",
+              hint: str = "give another input size (CxHxW)") -> ModelSummary:
     """Run one forward pass of a batch of one and record each layer's output shape.
 
     Parameters
@@ -147,6 +148,8 @@ def summarize(model, input_size, *, depth: int | None = None) -> ModelSummary:
     depth : int, optional
         Show modules down to this nesting depth (1: the model's children), each with the
         parameters of everything below it; default: every leaf module.
+    model_name, hint : str
+        The model's name and the hint in the error for an input it cannot take.
 
     Returns
     -------
@@ -183,9 +186,8 @@ def summarize(model, input_size, *, depth: int | None = None) -> ModelSummary:
     except NotImplementedError:
         raise  # an operator without a meta kernel: the caller may retry on the CPU
     except (RuntimeError, ValueError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"the model cannot take a {format_size(input_size)} input: {first[:200]}",
-                         hint="give another input size (CxHxW)") from None
+        raise UsageError(f"{model_name} cannot take a {format_size(input_size)} input: {first_line(exc, 200)}",
+                         hint=hint) from None
     finally:
         for handle in handles:
             handle.remove()
@@ -213,17 +215,14 @@ def summarize_entry(entry, input_size, *, num_classes: int | None = None, depth:
     >>> summarize_entry(get_entry("lenet5"), (1, 32, 32)).output_shape
     '10'
     """
+    wording = dict(depth=depth, model_name=entry.name,
+                   hint=f"its default input is {format_size(entry.input_size)}; give another --input")
     try:
-        try:
-            model = meta_model(entry, num_classes=num_classes, in_channels=input_size[0], **kwargs)
-            return summarize(model, input_size, depth=depth)
-        except NotImplementedError:
-            model = entry.build(num_classes=num_classes, in_channels=input_size[0], **kwargs)
-            return summarize(model, input_size, depth=depth)
-    except UsageError as exc:
-        reason = exc.message.partition(": ")[2]
-        raise UsageError(f"{entry.name} cannot take a {format_size(input_size)} input: {reason}",
-                         hint=f"its default input is {format_size(entry.input_size)}; give another --input") from None
+        model = meta_model(entry, num_classes=num_classes, in_channels=input_size[0], **kwargs)
+        return summarize(model, input_size, **wording)
+    except NotImplementedError:
+        model = entry.build(num_classes=num_classes, in_channels=input_size[0], **kwargs)
+        return summarize(model, input_size, **wording)
 
 
 def _is_shown(name: str, module, depth: int | None) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from cnntool.data.writers import atomic_write_json
 from cnntool.errors import CheckpointError, CnnToolError, DatasetError, UsageError
 from cnntool.train.config import DEFAULT_BATCH, TrainConfig, parse_freeze
 
@@ -121,15 +122,18 @@ def load_classification_data(root: str, *, input_size, mean, std, resize_size=No
         raise DatasetError(f"{root} has val/ but no train/ folder", hint="add train/, or drop val/ and use --val-split")
     train_index = index_image_folder(splits.get("train", root))
     classes = train_index.classes
+    index_skipped = list(train_index.skipped)
     if "val" in splits:
         val_index = index_image_folder(splits["val"], classes=classes)
+        index_skipped += val_index.skipped
         split = "folders"
     else:
         train_idx, val_idx = stratified_split(train_index.labels, val_fraction=val_split, seed=seed)
         train_index, val_index = train_index.subset(train_idx), train_index.subset(val_idx)
-        val_index.skipped = []
         split = f"val_split={val_split:g}"
     test_index = index_image_folder(splits["test"], classes=classes) if "test" in splits else None
+    if test_index is not None:
+        index_skipped += test_index.skipped
 
     preprocess = Preprocess(tuple(input_size), tuple(mean), tuple(std), resize_size)
     channels = int(input_size[0])
@@ -144,8 +148,7 @@ def load_classification_data(root: str, *, input_size, mean, std, resize_size=No
     test = None
     if test_index is not None:
         test = ImageDataset(test_index.paths, test_index.labels, classes, prepare=preprocess.resize, **common)
-    skipped = [*train_index.skipped, *val_index.skipped, *(test_index.skipped if test_index else []),
-               *train.skipped, *val.skipped, *(test.skipped if test is not None else [])]
+    skipped = [*index_skipped, *train.skipped, *val.skipped, *(test.skipped if test is not None else [])]
     if len(train) == 0:
         raise DatasetError(f"no readable training images under {root}")
     if len(val) == 0:
@@ -171,9 +174,26 @@ class ModelSetup:
     init: str = "pretrained"
     source: str | None = None          # finetune: the spec it started from
 
+    @classmethod
+    def from_loaded(cls, loaded, *, arch_kwargs: dict, init: str, source: str | None) -> "ModelSetup":
+        """From a :class:`~cnntool.models.registry.LoadedModel` (its model, entry and preprocessing)."""
+        return cls(loaded.model, loaded.entry.name, loaded.entry.head, tuple(loaded.input_size),
+                   tuple(loaded.mean), tuple(loaded.std), loaded.resize_size, dict(arch_kwargs),
+                   init=init, source=source)
+
+
+def checkpoint_preprocessing(ckpt: dict) -> dict:
+    """input_size/mean/std/resize_size/arch recorded in a checkpoint dict."""
+    return {"input_size": tuple(ckpt["input_size"]), "mean": tuple(ckpt["mean"]),
+            "std": tuple(ckpt["std"]), "resize_size": ckpt.get("resize_size"), "arch": ckpt["arch"]}
+
 
 def source_preprocessing(cfg: TrainConfig) -> dict:
-    """input_size/mean/std/resize_size of the model a config trains (without building it)."""
+    """input_size/mean/std/resize_size/arch of the model a config trains (without building it).
+
+    Fine-tuning a checkpoint, the dict read also comes back as ``"checkpoint"`` (for
+    :func:`build_model`, so the file is read once).
+    """
     from cnntool.models.checkpoint import load_checkpoint
     from cnntool.models.registry import get_entry, is_checkpoint_spec
 
@@ -181,8 +201,7 @@ def source_preprocessing(cfg: TrainConfig) -> dict:
         ckpt = load_checkpoint(cfg.init_from)
         if ckpt["task"] != "classification":
             raise CheckpointError(f"{cfg.init_from} is a {ckpt['task']} checkpoint; finetune here needs a classifier")
-        return {"input_size": tuple(ckpt["input_size"]), "mean": tuple(ckpt["mean"]),
-                "std": tuple(ckpt["std"]), "resize_size": ckpt.get("resize_size"), "arch": ckpt["arch"]}
+        return {**checkpoint_preprocessing(ckpt), "checkpoint": ckpt}
     name, _, weights = (cfg.init_from if cfg.finetuning else cfg.arch).partition(":")
     entry = get_entry(name)
     if cfg.finetuning and not weights:
@@ -196,13 +215,17 @@ def source_preprocessing(cfg: TrainConfig) -> dict:
             "resize_size": entry.resize_size, "arch": entry.name}
 
 
-def build_model(cfg: TrainConfig, classes: list[str]) -> ModelSetup:
-    """From scratch (``cfg.arch``, initialised per ``cfg.init``) or from ``cfg.init_from`` with a new head."""
+def build_model(cfg: TrainConfig, classes: list[str], *, source_checkpoint: dict | None = None) -> ModelSetup:
+    """From scratch (``cfg.arch``, initialised per ``cfg.init``) or from ``cfg.init_from`` with a new head.
+
+    ``source_checkpoint``: the checkpoint ``cfg.init_from`` names, when already read (by
+    :func:`source_preprocessing`).
+    """
     from cnntool.models.registry import get_entry
     from cnntool.train.initialize import init_weights
 
     if cfg.finetuning:
-        return _finetune_model(cfg, classes)
+        return _finetune_model(cfg, classes, source_checkpoint)
     entry = get_entry(cfg.arch)
     model = entry.build(num_classes=len(classes))
     scheme = init_weights(model, cfg.init)
@@ -210,18 +233,17 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> ModelSetup:
                       entry.resize_size, {}, init=scheme)
 
 
-def _finetune_model(cfg: TrainConfig, classes: list[str]) -> ModelSetup:
+def _finetune_model(cfg: TrainConfig, classes: list[str], ckpt: dict | None = None) -> ModelSetup:
+    from cnntool.models.checkpoint import model_from_checkpoint
     from cnntool.models.registry import load
     from cnntool.models.surgery import replace_head
 
-    loaded = load(cfg.init_from)  # source_preprocessing() checked its task and weights
-    entry = loaded.entry
-    model = loaded.model
+    # source_preprocessing() checked its task and weights
+    loaded = model_from_checkpoint(ckpt, cfg.init_from) if ckpt is not None else load(cfg.init_from)
     if list(loaded.classes) != list(classes):
-        replace_head(model, entry.head, len(classes))
-    arch_kwargs = dict(loaded.checkpoint.get("arch_kwargs", {})) if loaded.checkpoint else {}
-    return ModelSetup(model, entry.name, entry.head, tuple(loaded.input_size), tuple(loaded.mean),
-                      tuple(loaded.std), loaded.resize_size, arch_kwargs, init="pretrained", source=cfg.init_from)
+        replace_head(loaded.model, loaded.entry.head, len(classes))
+    arch_kwargs = loaded.checkpoint.get("arch_kwargs", {}) if loaded.checkpoint else {}
+    return ModelSetup.from_loaded(loaded, arch_kwargs=arch_kwargs, init="pretrained", source=cfg.init_from)
 
 
 def make_optimizer(cfg: TrainConfig, model, head: str | None):
@@ -448,9 +470,7 @@ def _prepare(cfg, checkpoint, resume, overwrite, dist, device, messages) -> _Run
     from cnntool.train import distributed as D
     from cnntool.device import configure_cpu_threads
 
-    seed_everything(cfg.seed)
-    if cfg.finetuning and checkpoint is None:
-        parse_freeze(cfg.freeze)
+    seed_everything(cfg.seed)  # cfg.validate() checked --freeze
     pre = _preprocessing(cfg, checkpoint)
     data = load_classification_data(
         cfg.data, input_size=pre["input_size"], mean=pre["mean"], std=pre["std"],
@@ -473,7 +493,7 @@ def _prepare(cfg, checkpoint, resume, overwrite, dist, device, messages) -> _Run
     if device.type == "cpu":
         threads = configure_cpu_threads(cfg.threads, workers=workers, processes=dist.local_world_size)
 
-    setup = _model_for_run(cfg, data.classes, checkpoint)
+    setup = _model_for_run(cfg, data.classes, checkpoint, pre.pop("checkpoint", None))
     model = setup.model.to(device)
     frozen_norms: list = []
     if cfg.finetuning:
@@ -512,22 +532,18 @@ def _prepare(cfg, checkpoint, resume, overwrite, dist, device, messages) -> _Run
 
 def _preprocessing(cfg: TrainConfig, checkpoint) -> dict:
     if checkpoint is not None:
-        return {"input_size": tuple(checkpoint["input_size"]), "mean": tuple(checkpoint["mean"]),
-                "std": tuple(checkpoint["std"]), "resize_size": checkpoint.get("resize_size"),
-                "arch": checkpoint["arch"]}
+        return checkpoint_preprocessing(checkpoint)
     return source_preprocessing(cfg)
 
 
-def _model_for_run(cfg: TrainConfig, classes: list[str], checkpoint) -> ModelSetup:
+def _model_for_run(cfg: TrainConfig, classes: list[str], checkpoint, source_checkpoint=None) -> ModelSetup:
     if checkpoint is None:
-        return build_model(cfg, classes)
-    from cnntool.models.checkpoint import load_checkpoint_model
+        return build_model(cfg, classes, source_checkpoint=source_checkpoint)
+    from cnntool.models.checkpoint import model_from_checkpoint
 
-    loaded = load_checkpoint_model(checkpoint["_path"])
-    return ModelSetup(loaded.model, loaded.entry.name, loaded.entry.head, tuple(loaded.input_size),
-                      tuple(loaded.mean), tuple(loaded.std), loaded.resize_size,
-                      dict(checkpoint.get("arch_kwargs", {})), init=checkpoint.get("init", "resumed"),
-                      source=checkpoint.get("finetuned_from"))
+    loaded = model_from_checkpoint(checkpoint, checkpoint["_path"])  # _load_resume checked its task
+    return ModelSetup.from_loaded(loaded, arch_kwargs=checkpoint.get("arch_kwargs", {}),
+                                  init=checkpoint.get("init", "resumed"), source=checkpoint.get("finetuned_from"))
 
 
 def _step_settings(cfg: TrainConfig, setup: ModelSetup, device):
@@ -615,7 +631,7 @@ def _train(run: _Run, messages, on_epoch, started: float) -> dict:
 
     cfg, dist = run.cfg, run.dist
     if dist.is_main:
-        _write_json(run.out_dir / CONFIG_JSON, {**cfg.to_dict(), "machine": run.machine})
+        atomic_write_json(run.out_dir / CONFIG_JSON, {**cfg.to_dict(), "machine": run.machine})
         messages.log(_describe_start(run))
     training = time.perf_counter()
     stopped_early = False
@@ -723,12 +739,6 @@ def _write_metrics(out_dir: Path, history: list[dict]) -> None:
     atomic_write_text(out_dir / METRICS_CSV, buf.getvalue())
 
 
-def _write_json(path: Path, obj) -> None:
-    from cnntool.data.writers import atomic_write_json
-
-    atomic_write_json(path, obj)
-
-
 def _finish(run: _Run, timing: dict, stopped_early: bool, messages) -> dict:
     from cnntool.train.loop import evaluate
 
@@ -777,7 +787,7 @@ def _finish(run: _Run, timing: dict, stopped_early: bool, messages) -> dict:
     }
     if run.setup.source is not None:
         summary["finetuned_from"] = run.setup.source
-    _write_json(run.out_dir / SUMMARY_JSON, summary)
+    atomic_write_json(run.out_dir / SUMMARY_JSON, summary)
     messages.log(f"best val accuracy {run.best_accuracy:.4f} at epoch {run.best_epoch}; "
                  f"checkpoints in {run.out_dir}")
     return summary

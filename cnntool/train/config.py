@@ -40,6 +40,18 @@ MACHINE_OPTIONS = ("device", "amp", "channels_last", "workers", "threads", "cach
 RESUME_HINT = "a resumed run keeps its recipe; start a new run to change it"
 
 
+
+def flag_name(name: str, value=None) -> str:
+    """The command-line flag of a config field, as the user typed it.
+
+    Examples
+    --------
+    >>> flag_name("init_from"), flag_name("label_smoothing"), flag_name("hflip", False)
+    ('--from', '--label-smoothing', '--no-hflip')
+    """
+    flag = "--from" if name == "init_from" else "--" + name.replace("_", "-")
+    return flag.replace("--", "--no-", 1) if value is False else flag
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run. ``None`` means "choose for me" (see :meth:`resolve`).
@@ -175,8 +187,7 @@ class TrainConfig:
                 if os.path.realpath(str(value)) != os.path.realpath(cfg.data):
                     raise UsageError(f"DATA {value} is not the resumed run's dataset {cfg.data}", hint=RESUME_HINT)
             else:
-                flag = "--from" if name == "init_from" else "--" + name.replace("_", "-")
-                raise UsageError(f"{flag} cannot be changed on a resumed run", hint=RESUME_HINT)
+                raise UsageError(f"{flag_name(name, value)} cannot be changed on a resumed run", hint=RESUME_HINT)
         return cfg.validate()
 
     @classmethod

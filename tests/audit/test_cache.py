@@ -5,7 +5,8 @@ import os
 import numpy as np
 from typer.testing import CliRunner
 
-from cnntool.audit.cache import CACHE_FILE, AuditCache, content_digest, default_cache_dir
+from cnntool.audit.cache import CACHE_FILE, AuditCache, default_cache_dir
+from cnntool.data.sources import content_digest
 from cnntool.cli.main import app
 
 from .conftest import records

@@ -46,12 +46,12 @@ def test_table_is_aligned():
     assert lines[1].index("1") == lines[2].index("22")
 
 
-def test_quiet_silences_logs_but_not_errors_and_progress_is_off_without_terminal():
+def test_quiet_silences_logs_but_not_warnings_and_progress_is_off_without_terminal():
     err = io.StringIO()
     o = Output("jsonl", quiet=True, stdout=io.StringIO(), stderr=err)
     o.log("hello")
-    o.error("bad", hint="fix it")
-    assert err.getvalue() == "error: bad\nhint: fix it\n"
+    o.warn("bad")
+    assert err.getvalue() == "warning: bad\n"
     assert list(Output("jsonl", stdout=io.StringIO(), stderr=io.StringIO()).progress(range(3))) == [0, 1, 2]
 
 
