@@ -43,6 +43,56 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
     return text if limit is None else text[:limit]
 
 
+def close_matches(word: str, choices, *, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The choices that look most like ``word`` (case-insensitive), best first.
+
+    Examples
+    --------
+    >>> close_matches("gausian", ["gaussian", "median", "sobel"])
+    ['gaussian']
+    """
+    import difflib
+
+    choices = [str(c) for c in choices]
+    folded = {c.lower(): c for c in choices}
+    found = difflib.get_close_matches(str(word).lower(), list(folded), n=n, cutoff=cutoff)
+    return [folded[f] for f in found]
+
+
+def did_you_mean(word: str, choices, *, n: int = 3, fallback: str | None = None) -> str | None:
+    """A hint for an unknown ``word``: "did you mean a, b?" with the close ``choices``, else
+    ``fallback`` (or the choices themselves when there are few).
+
+    Examples
+    --------
+    >>> did_you_mean("resnt18", ["resnet18", "resnet34", "vgg16"])
+    'did you mean resnet18, resnet34?'
+    >>> did_you_mean("xyz", ["a", "b"])
+    'use one of: a, b'
+    """
+    close = close_matches(word, choices, n=n)
+    if close:
+        return f"did you mean {', '.join(close)}?"
+    if fallback is not None:
+        return fallback
+    choices = [str(c) for c in choices]
+    if len(choices) <= 12:
+        return "use one of: " + ", ".join(choices)
+    return None
+
+
+def unknown_choice(what: str, word, choices, *, fallback: str | None = None) -> "UsageError":
+    """The one "unknown X" usage error, with a did-you-mean hint; raise what it returns.
+
+    Examples
+    --------
+    >>> err = unknown_choice("--method", "gradkam", ["gradcam", "scorecam"])
+    >>> err.message, err.hint
+    ("unknown --method 'gradkam'", 'did you mean gradcam?')
+    """
+    return UsageError(f"unknown {what} {word!r}", hint=did_you_mean(str(word), choices, fallback=fallback))
+
+
 class CnnToolError(Exception):
     """Base class: a message for the user, an optional hint, and an exit code."""
 
