@@ -23,7 +23,8 @@ Records (one per finding; the schema is stable, fields are only ever added)::
 plus, where they apply: ``distance`` (duplicates, leaks), ``matches`` (leaks: files of the
 other set), ``label`` and ``suggested_label`` (label_issues), ``count`` (class_imbalance).
 
-The summary (last record in jsonl/csv, ``check == "summary"``) holds ``images``, ``readable``,
+The summary (last record in jsonl/csv, ``check == "summary"``; the CLI gives it ``path: "<summary>"``
+as every command's summary record) holds ``root`` (the folder audited), ``images``, ``readable``,
 ``counts`` per check, ``groups``, the effective ``thresholds``, the ``rules`` with their counts and
 whether each tripped, ``gate`` (passed/failed), ``classes`` (with --labels), and cache use
 (``measured``, ``from_cache``).
@@ -153,6 +154,7 @@ def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, again
         **_record(label or (images[0].path if images else ""), "summary",
                   detail=f"{len(images)} files, {counts['any']} with findings, "
                          f"gate {'failed' if tripped else 'passed'}"),
+        "root": label or (images[0].path if images else ""),
         "images": len(images),
         "readable": len(ok),
         "counts": {c: counts[c] for c in config.checks},
@@ -189,7 +191,7 @@ def _needs_embeddings(config: AuditConfig) -> bool:
 
 
 def _make_embedder(config: AuditConfig, device: str, log):
-    from cnntool.infer.embed import default_embedding_spec
+    from cnntool.models.embed import default_embedding_spec
     from cnntool.models.registry import get_entry, is_checkpoint_spec
 
     spec = config.model or default_embedding_spec()
@@ -208,7 +210,7 @@ class _LazyEmbedder:
     never imports torch."""
 
     def __init__(self, spec: str, seed: int, device: str, log):
-        from cnntool.infer.embed import model_identity
+        from cnntool.models.embed import model_identity
 
         self.spec, self.seed, self.device, self.log = spec, seed, device, log
         self.identity = model_identity(spec, seed=seed)
@@ -219,7 +221,7 @@ class _LazyEmbedder:
         with self._lock:
             if self._embedder is None:
                 from cnntool.device import resolve_device
-                from cnntool.infer.embed import Embedder, load_embedding_model
+                from cnntool.models.embed import Embedder, load_embedding_model
 
                 device = str(resolve_device(self.device))
                 loaded = load_embedding_model(self.spec, device=device, seed=self.seed)
@@ -251,7 +253,7 @@ class _Measurer:
         self.hash_key = f"hash:{config.dedup}:v{HASH_VERSION}" if near and config.dedup in HASH_METHODS else None
         self.embed_key = None
         if embedder is not None:
-            from cnntool.infer.embed import EMBED_VERSION
+            from cnntool.models.embed import EMBED_VERSION
 
             self.embed_key = f"embed:{embedder.identity}:v{EMBED_VERSION}"
 

@@ -19,6 +19,10 @@ T = TypeVar("T")
 
 FORMATS = ("jsonl", "csv", "table")
 
+#: ``path`` of every command's closing summary record (``predict --eval``, ``audit``, ``detect
+#: --eval``...): ``jq 'select(.path == "<summary>")'`` finds it whatever the command.
+SUMMARY_PATH = "<summary>"
+
 
 def default_format(stream=None) -> str:
     """``table`` for a person at a terminal, ``jsonl`` for a pipe or a file."""
@@ -107,6 +111,23 @@ class Output:
             return
         for key, value in _plain(record).items():
             self.emit({"field": key, "value": value})
+
+    def emit_summary(self, record: dict) -> bool:
+        """The command's closing summary record, with ``path`` :data:`SUMMARY_PATH` first.
+
+        In jsonl and csv it is the last record on stdout; a table is for a person, who gets the
+        summary as text on stderr from the command instead (returns False: nothing emitted).
+        """
+        if self.format == "table":
+            return False
+        record = {"path": SUMMARY_PATH, **{k: v for k, v in record.items() if k != "path"}}
+        plain = _plain(record)
+        if self.format == "jsonl":
+            self.stdout.write(json.dumps(plain, ensure_ascii=False) + "\n")
+            self.stdout.flush()
+        else:
+            self._held.append(plain)
+        return True
 
     def close(self) -> None:
         """Write held csv/table records. Safe to call twice."""

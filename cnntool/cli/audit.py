@@ -122,8 +122,7 @@ def audit_command(
     columns = _table_columns(result.records) if out.format == "table" else None
     for record in result.records:
         out.emit({k: record.get(k) for k in columns} if columns else record)
-    if out.format != "table":  # a table reader gets the summary on stderr instead
-        out.emit(result.summary)
+    out.emit_summary(result.summary)  # a table reader gets the summary on stderr instead
     out.close()
     for line in summary_lines(result):
         out.log(line)

@@ -8,8 +8,8 @@ Records: ``path``, ``label``, ``score``, ``topk`` (list of ``{label, score}``), 
 with ``--eval`` also ``true`` and ``correct``, and a last record with ``path: "<summary>"``
 (``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1``, ``per_class``,
 ``classes``, ``predicted_classes``, ``confusion`` rows true x columns predicted, ``images``,
-``evaluated``, ``errors``, ``excluded``; jsonl only: csv and table get the evaluation as text on
-stderr, like every format does); with ``--sort-into`` also ``sorted_to``.
+``evaluated``, ``errors``, ``excluded``; in jsonl and csv, not in a table, which gets the
+evaluation as text on stderr, like every format does); with ``--sort-into`` also ``sorted_to``.
 """
 
 from __future__ import annotations
@@ -129,8 +129,7 @@ def _finish_evaluation(evaluation, out: Path | None, output, overwrite: bool) ->
     if out is not None:
         for path in write_evaluation(summary, out, overwrite=overwrite):
             output.debug(f"wrote {path}")
-    if output.format == "jsonl":  # csv and table readers get the summary on stderr instead
-        output.emit(summary)
+    output.emit_summary(summary)  # a table reader gets the summary on stderr instead
     for line in evaluation_lines(summary):
         output.log(line)
     return summary

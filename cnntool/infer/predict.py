@@ -27,9 +27,6 @@ from cnntool.errors import CheckpointError
 #: The label given to predictions below ``--threshold``.
 UNKNOWN = "unknown"
 
-#: ``path`` of the evaluation summary record.
-SUMMARY_PATH = "<summary>"
-
 
 def check_classifier(loaded, spec: str) -> None:
     """Refuse models that are not image classifiers, with a clear message (exit 2)."""
@@ -181,7 +178,7 @@ class Evaluation:
                                 num_predicted=len(self.columns))
 
     def summary(self) -> dict:
-        """The summary record: ``path`` is ``<summary>``; accuracy, macro and per-class
+        """The summary record (the CLI gives it ``path: "<summary>"``): accuracy, macro and per-class
         precision/recall/F1, the confusion matrix (rows: true ``classes``, columns:
         ``predicted_classes``), and counts of images, evaluated, errors and excluded."""
         from cnntool.train.metrics import classification_report
@@ -189,7 +186,6 @@ class Evaluation:
         confusion = self.confusion()
         report = classification_report(confusion, self.classes)
         return {
-            "path": SUMMARY_PATH,
             "images": self.images,
             "evaluated": len(self.y_true),
             "errors": self.errors,

@@ -90,7 +90,7 @@ def test_records_have_the_schema_and_a_final_summary(planted_run, planted):
     recs = records(result.stdout)
     assert all(list(r)[:8] == FIELDS for r in recs)
     summary = recs[-1]
-    assert summary["check"] == "summary" and summary["path"] == str(planted)
+    assert summary["check"] == "summary" and summary["path"] == "<summary>" and summary["root"] == str(planted)
     assert summary["images"] == 25 and summary["readable"] == 21
     assert summary["counts"]["corrupt"] == 4 and summary["counts"]["exact_duplicates"] == 4
     assert summary["groups"] == {"exact_duplicates": 2, "near_duplicates": 1}

@@ -82,7 +82,7 @@ def test_cnn_near_duplicates_from_a_registry_model(planted):
 def test_embeddings_are_what_the_head_receives():
     import torch
 
-    from cnntool.infer.embed import Embedder, embed_images, load_embedding_model
+    from cnntool.models.embed import Embedder, embed_images, load_embedding_model
 
     loaded = load_embedding_model("lenet5", seed=0)
     images = [np.full((40, 40), v, np.uint8) for v in (0, 128, 255)]
@@ -102,7 +102,7 @@ def test_embeddings_are_what_the_head_receives():
 def test_embeddings_pool_a_convolutional_head():
     import torch.nn as nn
 
-    from cnntool.infer.embed import embed_images
+    from cnntool.models.embed import embed_images
     from cnntool.models.registry import ModelEntry
 
     model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 2, 1))
@@ -127,7 +127,7 @@ def test_unknown_models_are_usage_errors_before_any_work(labelled, tmp_path):
 
 
 def test_model_identity_names_the_weights(tmp_path):
-    from cnntool.infer.embed import model_identity
+    from cnntool.models.embed import model_identity
 
     assert model_identity("lenet5", seed=1) != model_identity("lenet5", seed=2)
     assert model_identity("resnet18:IMAGENET1K_V1") == "resnet18:IMAGENET1K_V1"
