@@ -46,6 +46,35 @@ def make_output(format: str | None, quiet: bool = False, verbose: bool = False) 
     return Output(format, quiet=quiet, verbose=verbose)
 
 
+def given_options(ctx) -> set[str]:
+    """The parameters of a command the user gave on the command line (not defaults)."""
+    from click.core import ParameterSource
+
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+
+
+def refuse_unused(ctx, used: set[str], *, what: str) -> None:
+    """:class:`UsageError` for options given that ``what`` does not use: a flag that would do
+    nothing is refused, not ignored. ``used`` names the parameters that matter."""
+    unused = sorted(given_options(ctx) - set(used) - COMMON_PARAMS)
+    if unused:
+        flags = [_flag(ctx, name) for name in unused]
+        raise UsageError(f"{', '.join(flags)} {'does' if len(flags) == 1 else 'do'} nothing for {what}",
+                         hint="leave it out (see --help for which options each method uses)")
+
+
+#: Parameters every command takes whatever it does.
+COMMON_PARAMS = {"format", "quiet", "verbose", "device", "workers", "seed", "max_pixels", "overwrite", "model"}
+
+
+def _flag(ctx, name: str) -> str:
+    for param in ctx.command.params:
+        if param.name == name:
+            return max(param.opts, key=len) if param.opts else name
+    return name
+
+
 def default_workers(workers: int) -> int:
     """0 means all cores."""
     import os

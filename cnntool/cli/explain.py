@@ -37,7 +37,7 @@ Method = Annotated[str, typer.Option(
 Layer = Annotated[Optional[str], typer.Option(
     "--layer", help="Target layer, a dotted module name [default: the model's cam_layer; first_conv for kernels].")]
 Target = Annotated[Optional[str], typer.Option(
-    "--target", "-t", help="Class to explain, by name or index [default: each image's predicted class].")]
+    "--target", help="Class to explain, by name or index [default: each image's predicted class].")]
 Score = Annotated[bool, typer.Option(
     "--score", help="Add a faithfulness score per image (confidence drop when the hot pixels are removed).")]
 Channel = Annotated[int, typer.Option("--channel", min=0, help="maximize: the channel of --layer.")]
@@ -50,6 +50,7 @@ EigenSmooth = Annotated[bool, typer.Option(
 
 
 def explain_command(
+    ctx: typer.Context,
     inputs: Inputs = None,
     model: Model = ...,
     method: Method = "gradcam",
@@ -88,9 +89,12 @@ def explain_command(
     """
     from dataclasses import replace
 
+    from cnntool.cli._options import refuse_unused
     from cnntool.data.sources import resolve_inputs
+    from cnntool.device import resolve_device
     from cnntool.errors import UsageError
     from cnntool.infer.explain import (
+        METHOD_OPTIONS,
         MODEL_METHODS,
         ExplainConfig,
         Explainer,
@@ -99,27 +103,30 @@ def explain_command(
         explain_inputs,
         explain_model,
     )
-    from cnntool.models import load
-    from cnntool.device import resolve_device
+    from cnntool.models.loading import load
 
     out = make_output(format, quiet, verbose)
     method = canonical(method)
+    refuse_unused(ctx, {"method", "out_dir", *METHOD_OPTIONS[method]}, what=f"--method {method}")
     if method in MODEL_METHODS:
         if out_dir is None:
             raise UsageError(f"--method {method} writes an image: give -o DIR")
         if inputs:
-            out.warn(f"--method {method} looks at the model only; the inputs are ignored")
+            raise UsageError(f"--method {method} looks at the model only: give no inputs",
+                             hint=f"cnntool explain -m MODEL --method {method} -o DIR")
     elif not inputs:
         raise UsageError("give images to explain", hint="files, folders, globs, @list.txt or -")
 
     import torch
 
     torch.manual_seed(seed)
-    loaded = load(model, device=str(resolve_device(device)))
+    loaded = load(model, task="classification", device=str(resolve_device(device)))
     config = ExplainConfig(method=method, layer=layer, target=target, score=score, aug_smooth=aug_smooth,
                            eigen_smooth=eigen_smooth, batch_size=batch_size, max_maps=max_maps, channel=channel)
     config = replace(config, maximize=replace(config.maximize, steps=steps, seed=seed))
     explainer = Explainer(loaded, config)
+    if loaded.random_weights:  # after every usage check: a refusal comes first
+        out.warn(f"{model} has random weights (no checkpoint or pretrained weights): its explanations mean nothing")
     out.debug(f"explain: {method} on {loaded.entry.name} layer {explainer.layer}, device {explainer.device}")
 
     if method in MODEL_METHODS:

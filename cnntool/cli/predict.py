@@ -29,7 +29,7 @@ from cnntool.errors import GateFailed, UsageError
 def predict_command(
     inputs: Inputs,
     model: Model = "",
-    topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="Classes listed per image.")] = 5,
+    topk: Annotated[int, typer.Option("--topk", min=1, help="Classes listed per image.")] = 5,
     threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0,
                                                        help="Answer 'unknown' when the top probability is below this.",
                                                        show_default=False)] = None,
@@ -79,22 +79,25 @@ def predict_command(
 
         check_evaluation_outputs(out, overwrite)  # before predicting, not after
     from cnntool.cli._options import default_workers
+    from cnntool.data.pixels import read_images
     from cnntool.data.sources import resolve_inputs
-    from cnntool.infer.predict import Evaluation, check_classifier, predict_records, sort_into as sort_file
-    from cnntool.models.registry import load
     from cnntool.device import resolve_device
+    from cnntool.infer.predict import Evaluation, predict_records, sort_into as sort_file
+    from cnntool.models.loading import load
 
     torch_device = resolve_device(device)
-    loaded = load(model, device=str(torch_device))
-    check_classifier(loaded, model)
-    if loaded.source == "registry":
+    loaded = load(model, task="classification", device=str(torch_device))
+    if loaded.random_weights:
         output.warn(f"{model} has random weights (no checkpoint or pretrained weights): its predictions mean nothing")
     if out is not None and not evaluate:
         output.warn("-o only receives --eval's evaluation.json and confusion.png; nothing will be written")
     items = resolve_inputs(inputs)
     evaluation = Evaluation(loaded.classes, unknown_column=threshold is not None) if evaluate else None
-    records = predict_records(loaded, items, device=torch_device, batch_size=batch_size, topk=topk,
-                              threshold=threshold, workers=default_workers(workers), max_pixels=max_pixels)
+    pre = loaded.preprocessing
+    samples = read_images(items, mode=pre.decode_mode, max_pixels=max_pixels, workers=default_workers(workers),
+                          prepare=pre.resize, keep_image=False, chunk=max(1, -(-batch_size // default_workers(workers))))
+    records = predict_records(loaded, samples, device=torch_device, batch_size=batch_size, topk=topk,
+                              threshold=threshold)
     for item, record in zip(items, output.progress(records, total=len(items), desc="predict")):
         if evaluation is not None:
             record = evaluation.add(record)

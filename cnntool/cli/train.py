@@ -1,14 +1,15 @@
-"""``cnntool train`` and ``cnntool finetune``: train a classifier from scratch, or from a model.
+"""``cnntool train`` and ``cnntool finetune``: train a model for any task, from scratch or from a model.
 
-Thin on purpose: the options become a :class:`~cnntool.train.config.TrainConfig`, and
-:func:`cnntool.train.classify.train_classifier` does the work. Per-epoch lines go to stderr;
+Thin on purpose: the options become a :class:`~cnntool.train.config.TrainConfig` (every config
+field has its option here, :data:`OPTION_OF_FIELD` names it, and a test checks that none is
+missing), and :func:`cnntool.train.runner.train` does the work. Per-epoch lines go to stderr;
 stdout gets one summary record (``path`` is the run folder). Under ``torchrun`` every process
 runs this and only rank 0 writes files and the record. Exit 1 when images of the dataset were
 skipped as unreadable (the run still completes).
 
-Recipe options default to ``None`` here and are filled from :class:`TrainConfig`, so that
-``--resume`` can tell which were given: it takes the machine options and a larger ``--epochs``
-(the cosine schedule is then recomputed for the new length) and refuses the rest.
+Recipe options default to ``None`` here and are filled from :class:`TrainConfig` (and the
+task's recipe), so that ``--resume`` can tell which were given: it takes the machine options and
+a larger ``--epochs`` (the cosine schedule is then recomputed for the new length) and refuses the rest.
 """
 
 from __future__ import annotations
@@ -25,9 +26,37 @@ from cnntool.errors import UsageError
 
 Data = Annotated[
     Optional[Path],
-    typer.Argument(help="Dataset folder: DATA/<class>/*.png, or DATA/train, DATA/val (and DATA/test) "
-                        "holding class folders. Not needed with --resume.", show_default=False),
+    typer.Argument(help="Dataset folder: class folders (DATA/<class>/*.png; videos for --task video), COCO "
+                        "(images/ + annotations.json) or YOLO (images/ + labels/) for detection, images/ + masks/ "
+                        "for segmentation; each optionally split into DATA/train, DATA/val (and DATA/test). "
+                        "Not needed with --resume.", show_default=False),
 ]
+TaskOption = Annotated[Optional[str], typer.Option("--task", help="classify | detect | segment | video [default: the "
+                                                                  "model's task, else the dataset's layout].",
+                                                   show_default=False)]
+Imgsz = Annotated[Optional[str], typer.Option("--imgsz", metavar="SIZE", help="Model input size, H or HxW, e.g. 160 "
+                                                                              "[default: the model's]. Recorded in the "
+                                                                              "checkpoint and used at inference.",
+                                              show_default=False)]
+ArchArg = Annotated[Optional[list[str]], typer.Option("--arch-arg", metavar="KEY=VALUE",
+                                                      help="A model builder option, repeatable, e.g. depth=5 "
+                                                           "(see `cnntool models info NAME`).", show_default=False)]
+Accumulate = Annotated[Optional[int], typer.Option("--accumulate", min=1, help="Optimiser step every N batches "
+                                                                               "(gradient accumulation) [default: 1].",
+                                                   show_default=False)]
+Tensorboard = Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard",
+                                                     help="Also write TensorBoard event files to RUN/tensorboard "
+                                                          "[default: off].", show_default=False)]
+AutoAugment = Annotated[Optional[str], typer.Option("--auto-augment", metavar="POLICY",
+                                                    help="randaugment | trivialaugment: torchvision's automatic "
+                                                         "augmentation policy after the warp [default: none].",
+                                                    show_default=False)]
+Erasing = Annotated[Optional[float], typer.Option("--erasing", min=0.0, max=1.0, help="Random erasing probability "
+                                                                                     "per image [default: 0].",
+                                                  show_default=False)]
+CropRatio = Annotated[Optional[str], typer.Option("--crop-ratio", metavar="MIN,MAX",
+                                                  help="Aspect ratio range of --crop-scale's crops [default: 0.75,1.333].",
+                                                  show_default=False)]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", file_okay=False,
                                              help="Run folder [default: runs/<arch>-<n>].", show_default=False)]
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder exactly where it "
@@ -120,8 +149,9 @@ Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU co
 TrainDevice = Annotated[Optional[str], typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU "
                                                                       "when there is one [default: auto].",
                                                      show_default=False)]
-Cache = Annotated[Optional[str], typer.Option("--cache", help="Keep decoded images in memory: auto (when under 2 GiB) "
-                                                              "| on | off [default: auto].", show_default=False)]
+CacheImages = Annotated[Optional[str], typer.Option("--cache-images", help="Keep decoded images in memory: auto "
+                                                                          "(when under 2 GiB) | on | off "
+                                                                          "[default: auto].", show_default=False)]
 Verify = Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Decode every image once up front and "
                                                                              "skip corrupt ones (always done when "
                                                                              "caching) [default: on].",
@@ -140,65 +170,71 @@ Deterministic = Annotated[Optional[bool], typer.Option("--deterministic", help="
 def train_command(
     data: Data = None,
     arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Registry model to train from scratch "
-                                                                   "(see `cnntool models list`).",
-                                                show_default=False)] = None,
+                                                                   "[default: the task's: tiny_fcos, unet, c3d_small; "
+                                                                   "required for classification] (see `cnntool "
+                                                                   "models list`).", show_default=False)] = None,
+    task: TaskOption = None, imgsz: Imgsz = None, arch_arg: ArchArg = None,
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
-    epochs: Epochs = None, batch_size: Batch = None, optimizer: Optimizer = None, lr: Lr = None,
-    momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
+    epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
+    lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
     warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, mixup: Mixup = None, cutmix: Cutmix = None,
     grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None, init: Init = None,
     augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,
-    crop_scale: CropScale = None, hflip: Hflip = None, vflip: Vflip = None, color_jitter: ColorJitter = None,
+    crop_scale: CropScale = None, crop_ratio: CropRatio = None, hflip: Hflip = None, vflip: Vflip = None,
+    color_jitter: ColorJitter = None, auto_augment: AutoAugment = None, erasing: Erasing = None,
     device: TrainDevice = None, amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
-    threads: Threads = None, cache: Cache = None, verify: Verify = None, max_pixels: TrainMaxPixels = None,
-    seed: TrainSeed = None, deterministic: Deterministic = None,
-    format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
+    threads: Threads = None, cache_images: CacheImages = None, verify: Verify = None,
+    max_pixels: TrainMaxPixels = None, seed: TrainSeed = None, deterministic: Deterministic = None,
+    tensorboard: Tensorboard = None, format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
 ) -> int:
-    """Train a classifier from scratch on an ImageFolder dataset.
+    """Train a model from scratch: a classifier, detector, segmenter or video classifier.
 
-    Writes best.pt, last.pt, config.json, metrics.csv/.jsonl, curves.png and confusion.png to
-    the run folder and prints one summary record. Multi-GPU or multi-process: run it under
-    torchrun (torchrun --nproc_per_node=2 -m cnntool train ...).
+    The task comes from --task, else the model, else the dataset's layout. Writes best.pt,
+    last.pt, config.json, metrics.csv/.jsonl, curves.png and the task's figures to the run
+    folder and prints one summary record. Multi-GPU or multi-process: run it under torchrun
+    (torchrun --nproc_per_node=2 -m cnntool train ...).
 
     Examples:
 
     \b
       cnntool train samples/digits --arch lenet5
-      cnntool train photos/ --arch resnet18 --val-split 0.2 --hflip --crop-scale 0.08,1 --mixup 0.2
-      cnntool train --resume runs/lenet5-1
+      cnntool train photos/ --arch resnet18 --imgsz 128 --hflip --crop-scale 0.08,1 --mixup 0.2
+      cnntool train shapes-coco/ --task detect
+      cnntool train shapes-masks/ --task segment --arch-arg width=16
       cnntool train --resume runs/lenet5-1 --epochs 80 --device cpu
     """
-    if resume is None and not arch:
-        raise UsageError("--arch is required", hint="e.g. cnntool train DATA --arch lenet5 (see `cnntool models list`)")
     return _run(locals(), init_from=None)
 
 
 def finetune_command(
     data: Data = None,
     init_from: Annotated[Optional[str], typer.Option("--from", help="Start from NAME:WEIGHTS (pretrained, e.g. "
-                                                                   "resnet18:DEFAULT) or a cnntool checkpoint.",
-                                                     show_default=False)] = None,
+                                                                   "resnet18:DEFAULT) or a cnntool checkpoint "
+                                                                   "or run folder.", show_default=False)] = None,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="none (train everything) | backbone (the new "
                                                                    "head only) | N (the head and the last N blocks) "
                                                                    "[default: none].", show_default=False)] = None,
     backbone_lr_scale: Annotated[Optional[float], typer.Option("--backbone-lr-scale", min=0.0,
                                                                help="Backbone learning rate = lr x this "
                                                                     "[default: 0.1].", show_default=False)] = None,
+    task: TaskOption = None, imgsz: Imgsz = None,
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
-    epochs: Epochs = None, batch_size: Batch = None, optimizer: Optimizer = None, lr: Lr = None,
-    momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
+    epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
+    lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
     warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, mixup: Mixup = None, cutmix: Cutmix = None,
     grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None,
     augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,
-    crop_scale: CropScale = None, hflip: Hflip = None, vflip: Vflip = None, color_jitter: ColorJitter = None,
+    crop_scale: CropScale = None, crop_ratio: CropRatio = None, hflip: Hflip = None, vflip: Vflip = None,
+    color_jitter: ColorJitter = None, auto_augment: AutoAugment = None, erasing: Erasing = None,
     device: TrainDevice = None, amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
-    threads: Threads = None, cache: Cache = None, verify: Verify = None, max_pixels: TrainMaxPixels = None,
-    seed: TrainSeed = None, deterministic: Deterministic = None,
-    format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
+    threads: Threads = None, cache_images: CacheImages = None, verify: Verify = None,
+    max_pixels: TrainMaxPixels = None, seed: TrainSeed = None, deterministic: Deterministic = None,
+    tensorboard: Tensorboard = None, format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
 ) -> int:
     """Fine-tune a pretrained model or a cnntool checkpoint on new classes (transfer learning).
 
-    The head named by the registry entry is replaced for DATA's classes; --freeze picks what
+    The head layers named by the registry entry are replaced for DATA's classes (a detector's
+    box predictor or classification head, a segmenter's classifiers); --freeze picks what
     trains; the backbone learns at --backbone-lr-scale times the head's rate. Same outputs as
     `cnntool train`.
 
@@ -207,25 +243,39 @@ def finetune_command(
     \b
       cnntool finetune flowers/ --from resnet18:DEFAULT --freeze backbone
       cnntool finetune letters/ --from runs/lenet5-1/best.pt --freeze 2 --epochs 20
+      cnntool finetune boxes/ --from fasterrcnn_mobilenet_v3_large_320_fpn:COCO_V1 --task detect
     """
     if resume is None and not init_from:
         raise UsageError("--from is required",
                          hint="e.g. --from resnet18:DEFAULT (pretrained) or --from runs/NAME/best.pt")
-    options = locals()
-    return _run(options, init_from=init_from)
+    return _run(locals(), init_from=init_from)
 
 
-#: Options that make the recipe (or where it goes): TrainConfig.resumed refuses them when given.
-RECIPE = ("arch", "init_from", "out", "overwrite", "val_split", "batch_size", "optimizer", "lr", "momentum",
-          "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "mixup", "cutmix", "grad_clip", "patience",
-          "ema", "init", "freeze", "backbone_lr_scale", "augment", "rotate", "shift", "zoom", "shear", "crop_scale",
-          "hflip", "vflip", "color_jitter", "verify", "max_pixels", "seed", "deterministic")
+#: The command-line option (parameter name) of each TrainConfig / AugmentConfig field whose
+#: option is not named like the field. Every other field's option has the field's name; a test
+#: checks that every field has its option, so a new field cannot be silently left out.
+OPTION_OF_FIELD = {"cache": "cache_images", "arch_kwargs": "arch_arg", "brightness": "color_jitter",
+                   "contrast": "color_jitter", "saturation": "color_jitter", "policy": "auto_augment"}
+#: Fields that are not options: the dataset argument and the nested augmentation config.
+NOT_OPTIONS = ("data", "aug")
+
+
+def config_options() -> dict[str, str]:
+    """``{field: option parameter}`` for every TrainConfig and AugmentConfig field."""
+    import dataclasses
+
+    from cnntool.data.transforms import AugmentConfig
+    from cnntool.train.config import TrainConfig
+
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_OPTIONS]
+    names += [f.name for f in dataclasses.fields(AugmentConfig)]
+    return {name: OPTION_OF_FIELD.get(name, name) for name in names}
 
 
 def _run(options: dict, *, init_from: str | None) -> int:
-    from cnntool.train.classify import train_classifier
     from cnntool.train.config import TrainConfig
     from cnntool.train.distributed import env_info
+    from cnntool.train.runner import train
 
     dist = env_info()
     output = make_output(options["format"], options["quiet"] or not dist.is_main, options["verbose"])
@@ -235,9 +285,9 @@ def _run(options: dict, *, init_from: str | None) -> int:
     if resume is not None:
         cfg, overrides = TrainConfig(), _resume_overrides(options)
     else:
-        cfg, overrides = _config(options, init_from, TrainConfig), None
-    summary = train_classifier(cfg, resume=str(resume) if resume is not None else None,
-                               overwrite=bool(options["overwrite"]), overrides=overrides, messages=output)
+        cfg, overrides = _config(options, init_from), None
+    summary = train(cfg, resume=str(resume) if resume is not None else None,
+                    overwrite=bool(options["overwrite"]), overrides=overrides, messages=output)
     if dist.is_main and summary:
         output.emit_one(summary)
         output.close()
@@ -250,48 +300,85 @@ def _resume_overrides(o: dict) -> dict:
     (recipe options first, so a refusal names one of them)."""
     from cnntool.train.config import MACHINE_OPTIONS
 
-    given = [name for name in (*RECIPE, *MACHINE_OPTIONS, "epochs") if o.get(name) is not None]
-    overrides = {name: o[name] for name in given if not (name == "overwrite" and not o[name])}
-    if "cache" in overrides:
-        overrides["cache"] = overrides["cache"].lower()
+    values = _field_values(o, None)
+    recipe = [name for name in values if name not in (*MACHINE_OPTIONS, "epochs")]
+    overrides = {name: values[name] for name in (*recipe, *MACHINE_OPTIONS, "epochs") if name in values}
+    if o.get("overwrite"):
+        overrides = {"overwrite": True, **overrides}
     if o["data"] is not None:
         overrides["data"] = str(o["data"])
     return overrides
 
 
-def _config(o: dict, init_from: str | None, TrainConfig):
+def _field_values(o: dict, init_from: str | None) -> dict:
+    """The config fields the user gave (options left out are absent), converted; augmentation
+    fields keep their own names (``rotate``, ``brightness``...)."""
+    converters = {"crop_scale": lambda v: _pair(v, "--crop-scale", unit=True),
+                  "crop_ratio": lambda v: _pair(v, "--crop-ratio", unit=False),
+                  "imgsz": _imgsz, "arch_kwargs": _arch_args, "out": str,
+                  "arch": str.lower, "optimizer": str.lower, "schedule": str.lower, "init": str.lower,
+                  "cache": str.lower, "policy": str.lower}
+    values = {}
+    for name, option in config_options().items():
+        value = o.get(option)
+        if value is None or (option == "arch_arg" and not value):
+            continue
+        values[name] = converters.get(name, lambda v: v)(value)
+    if init_from is not None:
+        values["init_from"] = init_from
+    return values
+
+
+def _config(o: dict, init_from: str | None):
     import dataclasses
 
     from cnntool.data.transforms import AugmentConfig
+    from cnntool.train.config import TrainConfig
 
-    a = AugmentConfig()
-
-    def get(name, default):
-        return default if o.get(name) is None else o[name]
-
-    jitter = get("color_jitter", a.brightness)
-    aug = AugmentConfig(rotate=get("rotate", a.rotate), shift=get("shift", a.shift), zoom=get("zoom", a.zoom),
-                        shear=get("shear", a.shear), crop_scale=_crop_scale(o["crop_scale"]),
-                        hflip=get("hflip", a.hflip), vflip=get("vflip", a.vflip),
-                        brightness=jitter, contrast=jitter, saturation=jitter)
-    # options left out keep TrainConfig's defaults
-    given = {f.name: o[f.name] for f in dataclasses.fields(TrainConfig) if o.get(f.name) is not None}
-    for name in ("optimizer", "schedule", "init", "cache"):
-        if name in given:
-            given[name] = given[name].lower()
-    given.update(data=str(o["data"]), arch=(o.get("arch") or "").lower(), init_from=init_from,
-                 out=str(o["out"]) if o["out"] is not None else None, aug=aug,
-                 max_pixels=get("max_pixels", DEFAULT_MAX_PIXELS))
-    return dataclasses.replace(TrainConfig(), **given).validate()
+    values = _field_values(o, init_from)
+    aug_names = {f.name for f in dataclasses.fields(AugmentConfig)}
+    aug = AugmentConfig(**{k: v for k, v in values.items() if k in aug_names})
+    top = {k: v for k, v in values.items() if k not in aug_names}
+    top.setdefault("max_pixels", DEFAULT_MAX_PIXELS)
+    return dataclasses.replace(TrainConfig(), data=str(o["data"]), aug=aug, **top).validate()
 
 
-def _crop_scale(text: str | None):
-    if text is None:
-        return None
+def _pair(text: str, flag: str, *, unit: bool):
     try:
         low, high = (float(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"bad --crop-scale {text!r}", hint="two fractions MIN,MAX, e.g. 0.08,1") from None
-    if not 0.0 < low <= high <= 1.0:
-        raise UsageError(f"bad --crop-scale {text!r}", hint="need 0 < MIN <= MAX <= 1")
+        raise UsageError(f"bad {flag} {text!r}", hint="two numbers MIN,MAX, e.g. 0.08,1") from None
+    if unit and not 0.0 < low <= high <= 1.0:
+        raise UsageError(f"bad {flag} {text!r}", hint="need 0 < MIN <= MAX <= 1")
+    if not unit and not 0.0 < low <= high:
+        raise UsageError(f"bad {flag} {text!r}", hint="need 0 < MIN <= MAX")
     return (low, high)
+
+
+def _imgsz(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"bad --imgsz {text!r}", hint="one side (224) or HxW (160x224)") from None
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2:
+        raise UsageError(f"bad --imgsz {text!r}", hint="one side (224) or HxW (160x224)")
+    return (numbers[0], numbers[1])
+
+
+def _arch_args(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs; values parse as JSON when they can (numbers, true/false), else text."""
+    import json
+
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"bad --arch-arg {pair!r}", hint="KEY=VALUE, e.g. depth=5")
+        try:
+            result[key.strip()] = json.loads(value)
+        except ValueError:
+            result[key.strip()] = value
+    return result

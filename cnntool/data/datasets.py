@@ -17,9 +17,9 @@ size; normalisation runs on the whole batch, on the device
 Example::
 
     from cnntool.data.datasets import index_image_folder, ImageDataset
-    from cnntool.data.transforms import Preprocess
+    from cnntool.data.preprocessing import Preprocessing
     folder = index_image_folder("samples/digits/val")
-    pre = Preprocess((1, 32, 32), (0.5,), (0.5,))
+    pre = Preprocessing((1, 32, 32), (0.5,), (0.5,))
     ds = ImageDataset(folder.paths, folder.labels, folder.classes, channels=1, prepare=pre.resize)
     image, label = ds[0]          # uint8 (1, 32, 32), int
 """
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntool.data.preprocessing import decode_mode
 from cnntool.errors import DatasetError, InputError
 
 #: Split folder names recognised under a dataset root.
@@ -97,6 +98,36 @@ def find_splits(root: str | os.PathLike) -> dict[str, Path]:
         raise DatasetError(f"dataset folder not found: {root}",
                            hint="give a folder of class folders, or one with train/ and val/")
     return {name: root / name for name in SPLITS if (root / name).is_dir()}
+
+
+#: Video file extensions (a class folder of these is a video classification dataset).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+
+
+def dataset_task(root: str | os.PathLike) -> str:
+    """The task a dataset folder's layout is for (DESIGN section 5), looking at ``root`` or its
+    ``train/`` split: ``annotations.json`` (COCO) or ``images/`` + ``labels/`` (YOLO) is detection,
+    ``images/`` + ``masks/`` segmentation, class folders of video files video, anything else
+    classification.
+
+    Examples
+    --------
+    >>> dataset_task("samples/digits")
+    'classification'
+    """
+    root = Path(root)
+    base = root / "train" if (root / "train").is_dir() else root
+    if (base / "annotations.json").is_file() or ((base / "images").is_dir() and (base / "labels").is_dir()):
+        return "detection"
+    if (base / "images").is_dir() and (base / "masks").is_dir():
+        return "segmentation"
+    if base.is_dir():
+        for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for path in folder.iterdir():
+                if path.suffix.lower() in VIDEO_EXTENSIONS:
+                    return "video"
+            break
+    return "classification"
 
 
 def find_classes(root: str | os.PathLike) -> list[str]:
@@ -191,11 +222,6 @@ def stratified_split(labels: Sequence[int], *, val_fraction: float, seed: int = 
     return train_idx.astype(np.int64), val_idx.astype(np.int64)
 
 
-def decode_mode(channels: int) -> str:
-    """The :func:`~cnntool.data.decode.decode_image` mode for a model with ``channels`` inputs."""
-    return "gray" if channels == 1 else "rgb"
-
-
 class ImageDataset:
     """Images and labels for a DataLoader: decoded and checked once, optionally cached.
 
@@ -208,7 +234,7 @@ class ImageDataset:
         1 decodes grayscale, 3 RGB.
     prepare : callable
         uint8 image -> uint8 (H, W, C): the deterministic part of the transform (for evaluation
-        :meth:`Preprocess.resize`, for training :meth:`TrainTransform.prepare`). Its result is
+        :meth:`Preprocessing.resize`, for training :meth:`TrainTransform.prepare`). Its result is
         what the cache holds.
     augment : TrainTransform, optional
         Random part, applied after ``prepare`` with parameters from :meth:`TrainTransform.draw`,

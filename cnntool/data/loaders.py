@@ -4,8 +4,8 @@ OpenCV, Pillow's decoders and NumPy's heavy kernels release the GIL, so threads 
 for per-image work without the start-up and pickling costs of processes.
 
 - :func:`thread_map`: ordered, bounded thread map for decode/compute/encode pipelines.
-- :func:`make_loader`: the PyTorch DataLoader over an :class:`~cnntool.data.datasets.ImageDataset`
-  (seeded shuffling, sharding across ``torchrun`` processes, batches as uint8 tensors).
+- :func:`make_loader`: the PyTorch DataLoader over a process's dataset (seeded shuffling, batches
+  as uint8 tensors); :func:`shard_indices`: which samples each ``torchrun`` process decodes.
 - :func:`iter_image_batches`: decoded, prepared uint8 batches of user inputs for inference,
   with a per-input error instead of an exception.
 - :func:`default_loader_workers`, :func:`usable_cores`: worker and core counts that do not
@@ -54,32 +54,32 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
 # --- PyTorch DataLoaders -----------------------------------------------------------------------
 
 def make_loader(dataset, *, batch_size: int, train: bool = False, seed: int = 0, workers: int = 0,
-                rank: int = 0, world_size: int = 1, drop_last: bool | None = None, pin_memory: bool = False):
-    """A DataLoader over a :class:`~cnntool.data.datasets.ImageDataset`, sharded across processes.
+                drop_last: bool | None = None, pin_memory: bool = False, collate_fn=None, batch_sampler=None):
+    """A DataLoader over this process's dataset (its shard under DDP: see :func:`shard_indices`).
 
     Parameters
     ----------
     dataset : ImageDataset
-        Or any map-style dataset whose samples collate by default.
+        Or any map-style dataset (detection, segmentation and clip datasets alike).
     batch_size : int
         Per process.
     train : bool
-        Shuffle with a ``DistributedSampler`` seeded by ``seed`` (call ``loader.sampler.set_epoch``
-        each epoch; the training loop does); drop the last incomplete batch when it is smaller
-        than half a batch (a tiny last batch makes a noisy step and a bad batch-norm estimate).
-        Otherwise the order is kept and each process gets every ``world_size``-th sample, with no
-        padding, so that sums over processes count every sample once.
+        Shuffle with a permutation seeded by ``seed`` and the epoch (call
+        ``loader.sampler.set_epoch`` each epoch; the runner does); drop the last incomplete
+        batch when it is smaller than half a batch (a tiny last batch makes a noisy step and a bad
+        batch-norm estimate). Otherwise the order is kept.
     workers : int
         DataLoader worker processes; 0 loads in the main process (the fastest for cached data).
-    rank, world_size : int
-        This process and the number of processes (1 without distributed training).
     pin_memory : bool
         Page-locked batches for faster copies to a GPU.
+    collate_fn : callable, optional
+        The task's collate (default :func:`collate_batch`: stacked batches pass through).
+    batch_sampler : optional
+        Batches chosen by the task (aspect-ratio groups); replaces ``batch_size`` and shuffling.
 
     Returns
     -------
     torch.utils.data.DataLoader
-        Batches ``(images, labels)``: uint8 (N, C, H, W) and int64 (N,).
 
     Examples
     --------
@@ -88,18 +88,48 @@ def make_loader(dataset, *, batch_size: int, train: bool = False, seed: int = 0,
     """
     from torch.utils.data import DataLoader, DistributedSampler
 
-    if train:
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
-        if drop_last is None:
-            per_process = -(-len(dataset) // world_size)
-            drop_last = per_process > batch_size and 0 < per_process % batch_size < batch_size // 2
-    else:
-        sampler = ShardSampler(len(dataset), rank=rank, world_size=world_size)
-        drop_last = bool(drop_last)
+    common = dict(num_workers=workers, collate_fn=collate_fn or collate_batch, pin_memory=pin_memory,
+                  worker_init_fn=_seed_worker if workers else None, persistent_workers=False)
     # no private generator: worker seeds come from torch's global RNG, which a resumed run restores
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=collate_batch, drop_last=drop_last, pin_memory=pin_memory,
-                      worker_init_fn=_seed_worker if workers else None, persistent_workers=False)
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    if train:
+        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+        if drop_last is None:
+            n = len(dataset)
+            drop_last = n > batch_size and 0 < n % batch_size < batch_size // 2
+    else:
+        sampler = ShardSampler(len(dataset))
+        drop_last = bool(drop_last)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **common)
+
+
+def shard_indices(n: int, *, rank: int = 0, world_size: int = 1, seed: int = 0, shuffle: bool = False):
+    """The samples of ``n`` that process ``rank`` of ``world_size`` decodes and uses: every index
+    once over all processes, so each process decodes only its own share (DDP).
+
+    Training shards (``shuffle``) take every ``world_size``-th index of a permutation seeded by
+    ``seed`` and are padded by wrapping around to equal sizes, so every process takes the same
+    number of steps; evaluation shards are ``rank, rank + world_size, ...`` in order, unpadded,
+    so sums over processes count each sample once. One process gets ``range(n)``.
+
+    Examples
+    --------
+    >>> shard_indices(5, rank=1, world_size=2).tolist()
+    [1, 3]
+    >>> len(shard_indices(5, rank=1, world_size=2, shuffle=True)), shard_indices(3).tolist()
+    (3, [0, 1, 2])
+    """
+    import numpy as np
+
+    if world_size <= 1:
+        return np.arange(n)
+    if not shuffle:
+        return np.arange(rank, n, world_size)
+    order = np.random.default_rng(seed).permutation(n)
+    per_process = -(-n // world_size)
+    padded = np.resize(order, per_process * world_size) if n else order
+    return np.sort(padded[rank::world_size])
 
 
 class ShardSampler:
@@ -239,8 +269,8 @@ def iter_image_batches(items, *, prepare, channels: int, batch_size: int, worker
     """
     import numpy as np
 
-    from cnntool.data.datasets import decode_mode
     from cnntool.data.decode import decode_image
+    from cnntool.data.preprocessing import decode_mode
     from cnntool.errors import InputError
 
     mode = decode_mode(channels)

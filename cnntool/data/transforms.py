@@ -1,8 +1,8 @@
-"""Preprocessing built from a registry entry or checkpoint: no stage hard-codes a mean or a size.
+"""Training augmentation for classifiers, and batch normalisation on the device.
 
-:class:`Preprocess` is the evaluation transform (resize, centre crop, channels, scale,
-normalise) as plain NumPy/OpenCV, so it runs in decode threads and DataLoader workers alike.
-:class:`TrainTransform` adds training augmentation on top of it (:class:`AugmentConfig`: one
+The evaluation transform is :class:`~cnntool.data.preprocessing.Preprocessing` (resize, centre
+crop, channels, scale, normalise: plain NumPy/OpenCV, so it runs in decode threads and
+DataLoader workers alike). :class:`TrainTransform` adds training augmentation on top of it (:class:`AugmentConfig`: one
 affine warp per image for rotation, shift, zoom, shear, flips and random resized crops, plus
 colour jitter), and :func:`normalize_batch` normalises a whole uint8 batch on its device.
 """
@@ -13,104 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Preprocess:
-    """uint8 image (H, W) or (H, W, 3) -> float32 (C, H, W), normalised.
-
-    Parameters
-    ----------
-    input_size : tuple of int
-        (C, H, W) the model takes. C = 1 converts to grayscale (luma), C = 3 to RGB.
-    mean, std : tuple of float
-        Per-channel, applied after scaling to [0, 1].
-    resize_size : int or None
-        Resize the shorter side to this, then centre-crop (H, W) (the ImageNet recipe);
-        None resizes straight to (H, W).
-    interpolation : {"bilinear", "bicubic", "nearest"}
-        How the weights were trained to see images enlarged (EfficientNet's are bicubic).
-        Shrinking always averages areas (OpenCV's INTER_AREA), the antialiasing that
-        torchvision's ``antialias=True`` resize applies whatever the filter.
-
-    Examples
-    --------
-    >>> p = Preprocess((1, 32, 32), (0.5,), (0.5,))
-    >>> p(np.zeros((8, 8), np.uint8)).shape
-    (1, 32, 32)
-    """
-
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    resize_size: int | None = None
-    interpolation: str = "bilinear"
-
-    @classmethod
-    def from_loaded(cls, loaded) -> "Preprocess":
-        """From a :class:`~cnntool.models.registry.LoadedModel`."""
-        return cls(tuple(loaded.input_size), tuple(loaded.mean), tuple(loaded.std), loaded.resize_size,
-                   getattr(loaded, "interpolation", "bilinear"))
-
-    def resize(self, image: np.ndarray) -> np.ndarray:
-        """Resize/crop to (H, W) and convert channels; still uint8, (H, W, C)."""
-        channels, height, width = self.input_size
-        image = to_channels(image, channels)
-        if self.resize_size:
-            h, w = image.shape[:2]
-            scale = self.resize_size / min(h, w)
-            new = (max(width, round(w * scale)), max(height, round(h * scale)))
-            image = _resize(image, new, self.interpolation)
-            top = (image.shape[0] - height) // 2
-            left = (image.shape[1] - width) // 2
-            image = image[top:top + height, left:left + width]
-        elif image.shape[:2] != (height, width):
-            image = _resize(image, (width, height), self.interpolation)
-        if image.ndim == 2:
-            image = image[:, :, None]
-        return np.ascontiguousarray(image)
-
-    def normalize(self, image: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, C) -> float32 (C, H, W) normalised."""
-        x = image.astype(np.float32).transpose(2, 0, 1) / 255.0
-        mean = np.asarray(self.mean, np.float32).reshape(-1, 1, 1)
-        std = np.asarray(self.std, np.float32).reshape(-1, 1, 1)
-        return np.ascontiguousarray((x - mean) / std)
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self.normalize(self.resize(image))
-
-    def denormalize(self, x: np.ndarray) -> np.ndarray:
-        """float (C, H, W) normalised -> uint8 (H, W, C): for showing what the model saw."""
-        mean = np.asarray(self.mean, np.float32).reshape(-1, 1, 1)
-        std = np.asarray(self.std, np.float32).reshape(-1, 1, 1)
-        img = (np.asarray(x, np.float32) * std + mean).transpose(1, 2, 0)
-        return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """uint8 (H, W) or (H, W, 3) -> (H, W) for 1 channel, (H, W, 3) for 3. Returns a new array."""
-    import cv2
-
-    if channels == 1:
-        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image.copy()
-    if channels == 3:
-        return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image.copy()
-    raise ValueError(f"models with {channels} input channels are not supported for images")
-
-
-#: OpenCV flags for enlarging, by the registry's interpolation names.
-_ENLARGE = {"bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "nearest": "INTER_NEAREST"}
-
-
-def _resize(image: np.ndarray, size_wh: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
-    """Antialiased when shrinking (INTER_AREA), ``interpolation`` when growing, like torchvision's
-    antialias=True resize."""
-    import cv2
-
-    h, w = image.shape[:2]
-    shrink = size_wh[0] < w or size_wh[1] < h
-    flag = cv2.INTER_AREA if shrink else getattr(cv2, _ENLARGE.get(interpolation, "INTER_LINEAR"))
-    return cv2.resize(image, size_wh, interpolation=flag)
+from cnntool.data.preprocessing import Preprocessing, resize_image, to_channels
 
 
 # --- training augmentation ---------------------------------------------------------------------
@@ -147,6 +50,11 @@ class AugmentConfig:
         Mirror left-right / top-bottom with probability 0.5.
     brightness, contrast, saturation : float
         Colour jitter: multiply by a factor in [1 - v, 1 + v] (saturation only for RGB).
+    policy : {"none", "randaugment", "trivialaugment"}
+        An automatic augmentation policy after the warp (torchvision's ``RandAugment`` with its
+        defaults, or ``TrivialAugmentWide``), seeded like everything else.
+    erasing : float
+        Probability of random erasing (torchvision's ``RandomErasing``) of a patch of each image.
 
     Examples
     --------
@@ -165,6 +73,8 @@ class AugmentConfig:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
+    policy: str = "none"                     # randaugment | trivialaugment (torchvision's policies)
+    erasing: float = 0.0                     # probability of erasing a random patch
 
     @property
     def color(self) -> bool:
@@ -173,7 +83,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """Random augmentation on top of a :class:`Preprocess`: uint8 image -> uint8 (H, W, C).
+    """Random augmentation on top of a :class:`Preprocessing`: uint8 image -> uint8 (H, W, C).
 
     Resize (or crop), rotation, shift, zoom, shear and flips are composed into one affine matrix
     and applied with a single ``cv2.warpAffine``, so an image is interpolated once. Draw the
@@ -183,20 +93,20 @@ class TrainTransform:
 
     Parameters
     ----------
-    preprocess : Preprocess
+    preprocess : Preprocessing
         The evaluation transform: output size, channels and the framing (resize / centre crop).
     augment : AugmentConfig
 
     Examples
     --------
-    >>> t = TrainTransform(Preprocess((1, 32, 32), (0.5,), (0.5,)), AugmentConfig())
+    >>> t = TrainTransform(Preprocessing((1, 32, 32), (0.5,), (0.5,)), AugmentConfig())
     >>> image = t.prepare(np.zeros((8, 8), np.uint8))
     >>> params = t.draw(np.random.default_rng(0), 1)
     >>> t.apply(image, params[0]).shape
     (32, 32, 1)
     """
 
-    preprocess: Preprocess
+    preprocess: Preprocessing
     augment: AugmentConfig = AugmentConfig()
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -205,18 +115,27 @@ class TrainTransform:
         channels, height, width = self.preprocess.input_size
         image = to_channels(image, channels)
         h, w = image.shape[:2]
-        resize_size = self.preprocess.resize_size
+        resize_size = self._crop_resize()
         if resize_size and min(h, w) > resize_size:
             scale = resize_size / min(h, w)
-            image = _resize(image, (max(1, round(w * scale)), max(1, round(h * scale))))
+            image = resize_image(image, (max(1, round(w * scale)), max(1, round(h * scale))))
         elif not resize_size and (h > height or w > width):
-            image = _resize(image, (width, height))
+            image = resize_image(image, (width, height))
         if image.ndim == 2:
             image = image[:, :, None]
         return np.ascontiguousarray(image)
 
+    def _crop_resize(self) -> int | None:
+        """The shorter side before the centre crop (``crop`` policy), else None (stretch)."""
+        p = self.preprocess
+        if p.resize_mode != "crop":
+            return None
+        if not isinstance(p.resize_size, int):
+            raise ValueError("classification training needs an int resize_size with the crop policy")
+        return p.resize_size
+
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Random parameters for ``n`` images: an (n, 14) float array, one row per image."""
+        """Random parameters for ``n`` images: an (n, 15) float array, one row per image."""
         a = self.augment
         columns = [
             rng.uniform(-a.rotate, a.rotate, n),
@@ -233,6 +152,7 @@ class TrainTransform:
             rng.random(n),   # crop: aspect ratio quantile (log-uniform)
             rng.random(n),   # crop: left position quantile
             rng.random(n),   # crop: top position quantile
+            rng.integers(0, 2**31 - 1, n),   # seed of the policy / erasing draws
         ]
         return np.stack([np.asarray(c, np.float64) for c in columns], axis=1)
 
@@ -248,6 +168,8 @@ class TrainTransform:
             out = out[:, :, None]
         if self.augment.color:
             out = _jitter(out, brightness=params[7], contrast=params[8], saturation=params[9])
+        if self.augment.policy != "none" or self.augment.erasing > 0:
+            out = _policy(out, self.augment, int(params[14]))
         return out
 
     def _framing(self, h: int, w: int, params: np.ndarray) -> np.ndarray:
@@ -262,7 +184,7 @@ class TrainTransform:
             crop_h = min(h, np.sqrt(area / ratio))
             left, top = (w - crop_w) * params[12], (h - crop_h) * params[13]
             return _scale_translate(width / crop_w, height / crop_h, -left, -top)
-        resize_size = self.preprocess.resize_size
+        resize_size = self._crop_resize()
         if resize_size:
             scale = resize_size / min(h, w)
             sw, sh = max(width, round(w * scale)), max(height, round(h * scale))
@@ -305,6 +227,31 @@ def _jitter(image: np.ndarray, *, brightness: float, contrast: float, saturation
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
+#: Automatic augmentation policies (``--randaugment``, ``--trivialaugment``).
+POLICIES = ("none", "randaugment", "trivialaugment")
+
+
+def _policy(image: np.ndarray, augment: AugmentConfig, seed: int) -> np.ndarray:
+    """torchvision's RandAugment / TrivialAugmentWide and RandomErasing on one uint8 (H, W, C)
+    image, drawn from a generator seeded by ``seed`` (the same seed gives the same image)."""
+    import torch
+    from torchvision.transforms import v2
+
+    steps = []
+    if augment.policy == "randaugment":
+        steps.append(v2.RandAugment())
+    elif augment.policy == "trivialaugment":
+        steps.append(v2.TrivialAugmentWide())
+    if augment.erasing > 0:
+        steps.append(v2.RandomErasing(p=augment.erasing, value=0))
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for step in steps:
+            x = step(x)
+    return np.ascontiguousarray(x.numpy().transpose(1, 2, 0))
+
+
 #: ITU-R 601 luma weights (the ones OpenCV's RGB2GRAY uses).
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -314,7 +261,7 @@ def normalize_batch(images, mean, std):
 
     ``mean`` and ``std`` are per-channel sequences (or tensors). Computes
     ``x * (1 / (255 std)) - mean / std`` in place after the conversion to float,
-    which equals :meth:`Preprocess.normalize`'s ``(x / 255 - mean) / std`` within float32
+    which equals :meth:`Preprocessing.normalize`'s ``(x / 255 - mean) / std`` within float32
     rounding (a few 1e-7).
 
     Examples

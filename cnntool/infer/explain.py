@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntool.data.pixels import MAX_DRAW_SIDE
 from cnntool.errors import InputError, UsageError, one_line
 from cnntool.infer.cam import CAM_METHODS, canonical_method
 from cnntool.infer.visualize import DEFAULT_MAX_MAPS, MaximizeConfig
@@ -69,6 +70,14 @@ from cnntool.infer.visualize import DEFAULT_MAX_MAPS, MaximizeConfig
 MODEL_METHODS = ("kernels", "maximize")
 #: Every ``--method``.
 METHODS = CAM_METHODS + ("featuremaps",) + MODEL_METHODS
+#: The options (CLI parameter names) each method uses; any other one given is refused.
+_HEATMAP_OPTIONS = ("inputs", "layer", "target", "score", "aug_smooth", "eigen_smooth", "batch_size")
+METHOD_OPTIONS = {
+    **{m: _HEATMAP_OPTIONS for m in CAM_METHODS},
+    "featuremaps": ("inputs", "layer", "max_maps", "batch_size"),
+    "kernels": ("layer",),
+    "maximize": ("layer", "channel", "steps"),
+}
 #: The box around the hot region: pixels at least this fraction of the heatmap's maximum.
 BOX_THRESHOLD = 0.5
 #: Weight of the photo in the overlay (the heatmap gets the rest), as pytorch-grad-cam's default.
@@ -146,76 +155,6 @@ def resolve_target(spec: str | int | None, classes: Sequence[str]) -> int | None
     return index
 
 
-# --- geometry: model input <-> original image --------------------------------------------------
-
-def input_to_image_matrix(image_shape: tuple[int, ...], preprocess) -> tuple[np.ndarray, tuple[float, ...]]:
-    """The affine map from model-input pixels to original-image pixels, and the region seen.
-
-    Mirrors :meth:`Preprocess.resize`: a straight resize to (H, W), or a resize of the shorter
-    side to ``resize_size`` and a centre crop. Pixel centres map to pixel centres.
-
-    Returns
-    -------
-    matrix : numpy.ndarray
-        2 x 3, ``[x, y] = matrix @ [u, v, 1]`` with (u, v) input pixels and (x, y) image pixels.
-    seen : tuple of float
-        ``(x0, y0, x1, y1)``: the part of the original image the model saw.
-
-    Examples
-    --------
-    >>> from cnntool.data.transforms import Preprocess
-    >>> m, seen = input_to_image_matrix((100, 200), Preprocess((3, 50, 50), (0,) * 3, (1,) * 3))
-    >>> m[:, 2].tolist(), seen
-    ([1.5, 0.5], (0.0, 0.0, 200.0, 100.0))
-    """
-    h, w = image_shape[:2]
-    _, height, width = preprocess.input_size
-    if preprocess.resize_size:
-        scale = preprocess.resize_size / min(h, w)
-        new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
-        left, top = (new_w - width) // 2, (new_h - height) // 2
-    else:
-        new_w, new_h, left, top = width, height, 0, 0
-    sx, sy = w / new_w, h / new_h
-    matrix = np.array([[sx, 0.0, (left + 0.5) * sx - 0.5],
-                       [0.0, sy, (top + 0.5) * sy - 0.5]])
-    seen = (left * sx, top * sy, (left + width) * sx, (top + height) * sy)
-    return matrix, seen
-
-
-def heatmap_to_image(heatmap: np.ndarray, image_shape: tuple[int, ...], preprocess, *,
-                     geometry=None) -> np.ndarray:
-    """A heatmap at the model's input size, warped onto the original image: float32 (h, w).
-
-    Pixels outside the region the model saw (the centre crop) get 0. ``geometry`` is
-    :func:`input_to_image_matrix`'s result for ``image_shape``, when the caller has it already.
-
-    Examples
-    --------
-    >>> from cnntool.data.transforms import Preprocess
-    >>> heat = np.zeros((8, 8), np.float32); heat[0, 0] = 1
-    >>> big = heatmap_to_image(heat, (32, 32), Preprocess((1, 8, 8), (0.5,), (0.5,)))
-    >>> big.shape, [int(v) for v in np.unravel_index(big.argmax(), big.shape)]
-    ((32, 32), [0, 0])
-    """
-    import cv2
-
-    h, w = image_shape[:2]
-    matrix, (x0, y0, x1, y1) = geometry or input_to_image_matrix(image_shape, preprocess)
-    out = cv2.warpAffine(np.asarray(heatmap, np.float32), matrix, (w, h), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-    out[~seen_mask((h, w), (x0, y0, x1, y1))] = 0.0
-    return out
-
-
-def seen_mask(shape: tuple[int, int], seen: tuple[float, ...]) -> np.ndarray:
-    """Boolean (h, w): the pixels whose centres lie in the region ``seen`` = (x0, y0, x1, y1)."""
-    h, w = shape
-    x0, y0, x1, y1 = seen
-    xs, ys = np.arange(w) + 0.5, np.arange(h) + 0.5
-    return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
-
-
 def peak_and_box(heatmap: np.ndarray, *, threshold: float = BOX_THRESHOLD):
     """The heatmap's peak ``[x, y]`` and the box ``[x0, y0, x1, y1]`` (exclusive) around its hot region.
 
@@ -276,6 +215,8 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, text: str, *, seen=No
     colour = cv2.cvtColor(cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
     blend = image_weight * rgb.astype(np.float32) + (1 - image_weight) * colour.astype(np.float32)
     if seen is not None:
+        from cnntool.data.preprocessing import seen_mask
+
         outside = ~seen_mask(rgb.shape[:2], seen)
         blend[outside] = image_weight * rgb[outside].astype(np.float32)
     out = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
@@ -442,41 +383,73 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
 
     Notes
     -----
-    Images are decoded and resized on ``options.workers`` threads by the shared loader, a batch
-    ahead of the model, which keeps only each photo's original size. With ``-o``, each image is
-    decoded once more, on the same threads, to draw its overlay (so no full-size photo is held
-    while the model works); without it, nothing is decoded twice.
+    Images are decoded and resized on ``options.workers`` threads (:func:`cnntool.data.pixels.read_images`),
+    a batch ahead of the model; with ``-o`` each keeps its pixels (at most :data:`MAX_DRAW_SIDE`
+    on the longer side: a memory budget) and its overlay is drawn from them, so nothing is
+    decoded twice.
     """
-    import torch
-
-    from cnntool.data.loaders import iter_image_batches, thread_map
-    from cnntool.data.transforms import Preprocess, normalize_batch
+    from cnntool.data.pixels import read_images
 
     method = explainer.method
     if method in MODEL_METHODS:
         raise ValueError(f"{method} takes no inputs; use explain_model")
-    preprocess = Preprocess.from_loaded(explainer.loaded)
+    preprocess = explainer.loaded.preprocessing
     todo, done, files = _split_existing(items, method, options)
-    batches = iter_image_batches(todo, prepare=preprocess.resize, channels=preprocess.input_size[0],
-                                 batch_size=explainer.config.batch_size, workers=options.workers,
-                                 max_pixels=options.max_pixels, with_sizes=True)
+    drawing = options.out_dir is not None and method != "featuremaps"
+    samples = read_images(todo, mode="rgb", max_pixels=options.max_pixels, workers=options.workers,
+                          prepare=preprocess.resize, keep_image=drawing, max_side=MAX_DRAW_SIDE)
+
+    def with_files(samples):
+        for item, sample in zip(todo, samples):
+            sample.extra["files"] = files[id(item)]
+            yield sample
+
     pending = deque(items)
-    for batch_items, errors, images, sizes in batches:
-        results: dict[int, dict] = {}
-        good = [i for i, e in enumerate(errors) if e is None]
-        for i, e in enumerate(errors):
-            if e is not None:
-                results[i] = {"path": batch_items[i].path, "method": method, "error": e}
-        if good:
-            x = normalize_batch(torch.from_numpy(images).to(explainer.device), preprocess.mean, preprocess.std)
-            finish = _batch_finisher(explainer, x, preprocess, options, files)
-            jobs = [(j, batch_items[i], sizes[j]) for j, i in enumerate(good)]
-            for i, record in zip(good, thread_map(finish, jobs, workers=options.workers)):
-                results[i] = record
-        for i in range(len(batch_items)):
-            yield from _flush_done(pending, done, batch_items[i])
-            yield results[i]
+    for item, (_, record) in zip(todo, explain_samples(with_files(samples), explainer, options)):
+        yield from _flush_done(pending, done, item)
+        yield record
     yield from _flush_done(pending, done, None)
+
+
+def explain_samples(samples, explainer: Explainer, options: RunOptions):
+    """``(sample, record)`` for every pixel sample (image files or video frames), in order.
+
+    A sample's ``extra["files"]`` names its output files (``{"overlay": path, "heatmap": path}``);
+    none are written without it. Heatmaps are computed at the sample's drawing size (at most
+    :data:`~cnntool.data.pixels.MAX_DRAW_SIDE` on the longer side); ``peak`` and ``box`` are in
+    the original image's pixels.
+    """
+    import torch
+
+    from cnntool.data.loaders import thread_map
+    from cnntool.data.pixels import batches
+    from cnntool.data.transforms import normalize_batch
+
+    method = explainer.method
+    preprocess = explainer.loaded.preprocessing
+    for batch in batches(samples, explainer.config.batch_size, prepare=preprocess.resize, stack=True):
+        good = [s for s in batch.samples if s.ok]
+        finished: dict[int, dict] = {}
+        if good:
+            try:
+                x = normalize_batch(torch.from_numpy(batch.inputs).to(explainer.device), *preprocess.scale_and_offset())
+                finish = _batch_finisher(explainer, x, preprocess)
+                jobs = list(enumerate(good))
+                for sample, record in zip(good, thread_map(finish, jobs, workers=options.workers)):
+                    finished[id(sample)] = record
+            except Exception as exc:  # the model failed on this batch: its samples fail, the run goes on
+                for sample in good:
+                    finished[id(sample)] = {"path": sample.path, "method": method,
+                                            "error": f"{type(exc).__name__}: {one_line(exc)}"}
+        for sample in batch.samples:
+            if not sample.ok:
+                yield sample, {"path": sample.path, **_where(sample), "method": method, "error": sample.error}
+            else:
+                yield sample, finished[id(sample)]
+
+
+def _where(sample) -> dict:
+    return {"frame": sample.frame, "time": sample.time} if sample.frame is not None else {}
 
 
 def _split_existing(items, method: str, options: RunOptions):
@@ -505,67 +478,76 @@ def _flush_done(pending: deque, done: dict, upto) -> Iterator[dict]:
         pending.popleft()
 
 
-def _batch_finisher(explainer: Explainer, x, preprocess, options: RunOptions, files: dict):
-    """Compute the batch's heatmaps (or feature maps); return the per-image function that builds
+def _batch_finisher(explainer: Explainer, x, preprocess):
+    """Compute the batch's heatmaps (or feature maps); return the per-sample function that builds
     its record and writes its files (run on threads)."""
     method = explainer.method
     if method == "featuremaps":
         acts = explainer.feature_maps(x)
-        return lambda job: _finish_featuremaps(job, acts, explainer, files[id(job[1])])
+        return lambda job: _finish_featuremaps(job, acts, explainer)
     cams = explainer.heatmaps(x)
     faith = explainer.faithfulness(x, cams) if explainer.config.score else None
     probs = cams.probabilities
-    return lambda job: _finish_heatmap(job, cams, probs, faith, explainer, preprocess, options,
-                                       files[id(job[1])])
+    return lambda job: _finish_heatmap(job, cams, probs, faith, explainer, preprocess)
 
 
-def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, options: RunOptions,
-                    files: dict[str, Path]) -> dict:
-    from cnntool.data.decode import decode_image
+def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess) -> dict:
+    from cnntool.data.pixels import MAX_DRAW_SIDE
     from cnntool.data.writers import check_not_input, write_image, write_npy
 
-    j, item, size = job
+    j, sample = job
+    files = sample.extra.get("files") or {}
     target = int(cams.targets[j])
     name, score = explainer.class_name(target), float(probs[j, target])
-    record = {"path": item.path, "method": explainer.method, "layer": explainer.layer, "class": name,
-              "class_index": target, "score": score}
+    record = {"path": sample.path, **_where(sample), "method": explainer.method, "layer": explainer.layer,
+              "class": name, "class_index": target, "score": score}
     try:
-        geometry = input_to_image_matrix(size, preprocess)
-        heat = heatmap_to_image(cams.heatmaps[j], size, preprocess, geometry=geometry)
-        record["peak"], record["box"] = peak_and_box(heat)
+        h, w = sample.size
+        scale = sample.scale if sample.image is not None else min(1.0, MAX_DRAW_SIDE / max(h, w))
+        shape = (sample.image.shape[:2] if sample.image is not None
+                 else (max(1, round(h * scale)), max(1, round(w * scale))))
+        geometry = preprocess.input_to_image(shape)
+        heat = preprocess.map_to_image(cams.heatmaps[j], shape, geometry=geometry)
+        peak, box = peak_and_box(heat)
+        record["peak"] = None if peak is None else [min(w - 1, int(v / scale)) for v in peak]
+        record["box"] = None if box is None else [min(w, round(box[0] / scale)), min(h, round(box[1] / scale)),
+                                                  min(w, round(box[2] / scale)), min(h, round(box[3] / scale))]
         if files:
             for path in files.values():
-                check_not_input(path, item.path)
-            image = decode_image(item.path, mode="rgb", max_pixels=options.max_pixels)
-            write_image(files["overlay"], render_overlay(image, heat, f"{name} {score:.2f}", seen=geometry[1]))
+                check_not_input(path, sample.path)
+            write_image(files["overlay"], render_overlay(sample.image, heat, f"{name} {score:.2f}", seen=geometry[1]))
             write_npy(files["heatmap"], heat)
-    except (InputError, OSError) as exc:
-        return {"path": item.path, "method": explainer.method, "error": one_line(exc)}
+    except (InputError, OSError, ValueError) as exc:
+        return {"path": sample.path, **_where(sample), "method": explainer.method, "error": one_line(exc)}
     record["overlay"] = str(files["overlay"]) if files else None
     record["heatmap"] = str(files["heatmap"]) if files else None
+    if scale != 1.0:
+        record["heatmap_scale"] = scale
     if faith is not None:
         record["faithfulness"] = faith[j]
     record["error"] = None
     return record
 
 
-def _finish_featuremaps(job, acts, explainer: Explainer, files: dict[str, Path]) -> dict:
+def _finish_featuremaps(job, acts, explainer: Explainer) -> dict:
     from cnntool.data.writers import check_not_input, write_image, write_npy
     from cnntool.infer.visualize import feature_map_grid, grid_shape
 
-    j, item, _ = job
+    j, sample = job
+    files = sample.extra.get("files") or {}
     maps = acts[j]
     shown = min(explainer.config.max_maps, maps.shape[0])
-    record = {"path": item.path, "method": "featuremaps", "layer": explainer.layer, "channels": int(maps.shape[0]),
-              "map_size": [int(maps.shape[1]), int(maps.shape[2])], "grid": list(grid_shape(shown))}
+    record = {"path": sample.path, **_where(sample), "method": "featuremaps", "layer": explainer.layer,
+              "channels": int(maps.shape[0]), "map_size": [int(maps.shape[1]), int(maps.shape[2])],
+              "grid": list(grid_shape(shown))}
     try:
         if files:
             for path in files.values():
-                check_not_input(path, item.path)
+                check_not_input(path, sample.path)
             write_image(files["image"], feature_map_grid(maps, max_maps=shown))
             write_npy(files["array"], maps.astype(np.float32))
-    except (InputError, OSError) as exc:
-        return {"path": item.path, "method": "featuremaps", "error": one_line(exc)}
+    except (InputError, OSError, ValueError) as exc:
+        return {"path": sample.path, **_where(sample), "method": "featuremaps", "error": one_line(exc)}
     record["image"] = str(files["image"]) if files else None
     record["array"] = str(files["array"]) if files else None
     record["error"] = None

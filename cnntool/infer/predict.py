@@ -1,7 +1,8 @@
 """Classify images in batches: top-k labels and probabilities, evaluation against folder labels.
 
-Images are decoded and prepared on threads (:func:`cnntool.data.loaders.iter_image_batches`)
-while the model works on the previous batch. One record per input::
+The stage takes pixel samples (:mod:`cnntool.data.pixels`: image files decoded and prepared on
+threads while the model works on the previous batch, or video frames) and gives one record per
+sample::
 
     {"path": "val/3/img_0042.png", "label": "3", "score": 0.993,
      "topk": [{"label": "3", "score": 0.993}, {"label": "5", "score": 0.004}, ...], "error": null}
@@ -15,6 +16,7 @@ Evaluation (:func:`evaluation_summary`) reads the true class from each image's p
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -22,57 +24,48 @@ from pathlib import Path
 
 import numpy as np
 
-from cnntool.errors import CheckpointError
-
 #: The label given to predictions below ``--threshold``.
 UNKNOWN = "unknown"
 
 
-def check_classifier(loaded, spec: str) -> None:
-    """Refuse models that are not image classifiers, with a clear message (exit 2)."""
-    if loaded.task != "classification":
-        raise CheckpointError(f"{spec} is a {loaded.task} model; `cnntool predict` needs a classification model",
-                              hint=f"use the {loaded.task} command, or a classification checkpoint")
-
-
-def predict_records(loaded, items: Sequence, *, device, batch_size: int = 64, topk: int = 5,
-                    threshold: float | None = None, workers: int | None = None,
-                    max_pixels: int | None = None) -> Iterator[dict]:
-    """One prediction record per input item, in input order.
+def predict_records(loaded, samples, *, device, batch_size: int = 64, topk: int = 5,
+                    threshold: float | None = None) -> Iterator[dict]:
+    """One prediction record per sample, in order.
 
     Parameters
     ----------
     loaded : LoadedModel
-        From :func:`cnntool.models.registry.load` (model already on ``device``, in eval mode).
-    items : sequence of InputItem
-        From :func:`cnntool.data.sources.resolve_inputs`.
+        A classifier from :func:`cnntool.models.loading.load` (on ``device``, in eval mode).
+    samples : iterable of Sample
+        From :func:`cnntool.data.pixels.read_images` (best with ``prepare=loaded.preprocessing.resize``,
+        so images are prepared on the decode threads) or a video's frames.
     device : torch.device
     batch_size : int
     topk : int
         Classes listed per image (capped at the number of classes).
     threshold : float, optional
         Below this top probability the label is ``unknown``.
-    workers : int, optional
-        Decode threads (default: all cores).
 
     Yields
     ------
     dict
-        ``path``, ``label``, ``score``, ``topk`` (list of ``{label, score}``), ``error``.
+        ``path``, ``label``, ``score``, ``topk`` (list of ``{label, score}``), ``error``; a video
+        frame's record also has ``frame`` and ``time``.
 
     Examples
     --------
-    >>> loaded = load("runs/lenet5-1/best.pt")  # doctest: +SKIP
-    >>> next(predict_records(loaded, resolve_inputs(["samples/digits/val"]), device=torch.device("cpu")))  # doctest: +SKIP
+    >>> loaded = load("runs/lenet5-1/best.pt", task="classification")  # doctest: +SKIP
+    >>> samples = read_images(resolve_inputs(["samples/digits/val"]), prepare=loaded.preprocessing.resize)  # doctest: +SKIP
+    >>> next(predict_records(loaded, samples, device=torch.device("cpu")))  # doctest: +SKIP
     {'path': 'samples/digits/val/0/0000.png', 'label': '0', 'score': 0.99, 'topk': [...], 'error': None}
     """
     import torch
 
-    from cnntool.data.loaders import iter_image_batches
-    from cnntool.data.transforms import Preprocess, normalize_batch
+    from cnntool.data.pixels import batches
+    from cnntool.data.transforms import normalize_batch
     from cnntool.device import amp_dtype, use_amp, use_channels_last
 
-    preprocess = Preprocess.from_loaded(loaded)
+    preprocess = loaded.preprocessing
     classes = list(loaded.classes)
     k = max(1, min(topk, len(classes)))
     model = loaded.model
@@ -80,13 +73,11 @@ def predict_records(loaded, items: Sequence, *, device, batch_size: int = 64, to
     amp = use_amp(device, None)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    batches = iter_image_batches(items, prepare=preprocess.resize, channels=int(loaded.input_size[0]),
-                                 batch_size=batch_size, workers=workers, max_pixels=max_pixels)
     with torch.inference_mode():
-        for batch_items, errors, images in batches:
+        for batch in batches(samples, batch_size, prepare=preprocess.resize, stack=True):
             scores = indices = None
-            if images is not None:
-                x = normalize_batch(torch.from_numpy(images).to(device), preprocess.mean, preprocess.std)
+            if batch.inputs is not None:
+                x = normalize_batch(torch.from_numpy(batch.inputs).to(device), *preprocess.scale_and_offset())
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device_type=device.type, dtype=amp_dtype(device)) if amp else nullcontext():
@@ -94,21 +85,26 @@ def predict_records(loaded, items: Sequence, *, device, batch_size: int = 64, to
                 probs = torch.softmax(logits.float(), dim=1)
                 top = probs.topk(k, dim=1)
                 scores, indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
-            yield from _batch_records(batch_items, errors, scores, indices, classes, threshold)
+            yield from _batch_records(batch.samples, scores, indices, classes, threshold)
 
 
-def _batch_records(items, errors, scores, indices, classes, threshold) -> Iterator[dict]:
+def _batch_records(samples, scores, indices, classes, threshold) -> Iterator[dict]:
     row = 0
-    for item, error in zip(items, errors):
-        if error is not None:
-            yield {"path": item.path, "label": None, "score": None, "topk": None, "error": error}
+    for sample in samples:
+        where = {"frame": sample.frame, "time": sample.time} if sample.frame is not None else {}
+        if not sample.ok:
+            yield {"path": sample.path, **where, "label": None, "score": None, "topk": None, "error": sample.error}
             continue
         top_scores, top_indices = scores[row], indices[row]
         row += 1
+        if not all(math.isfinite(v) for v in top_scores):
+            yield {"path": sample.path, **where, "label": None, "score": None, "topk": None,
+                   "error": "the model's output is not a number (NaN/inf): its weights or the input are broken"}
+            continue
         label = classes[top_indices[0]]
         if threshold is not None and top_scores[0] < threshold:
             label = UNKNOWN
-        yield {"path": item.path, "label": label, "score": top_scores[0],
+        yield {"path": sample.path, **where, "label": label, "score": top_scores[0],
                "topk": [{"label": classes[i], "score": s} for i, s in zip(top_indices, top_scores)],
                "error": None}
 
@@ -172,7 +168,7 @@ class Evaluation:
         return record
 
     def confusion(self) -> np.ndarray:
-        from cnntool.train.metrics import confusion_matrix
+        from cnntool.metrics.classification import confusion_matrix
 
         return confusion_matrix(self.y_true, self.y_pred, num_classes=len(self.classes),
                                 num_predicted=len(self.columns))
@@ -181,7 +177,7 @@ class Evaluation:
         """The summary record (the CLI gives it ``path: "<summary>"``): accuracy, macro and per-class
         precision/recall/F1, the confusion matrix (rows: true ``classes``, columns:
         ``predicted_classes``), and counts of images, evaluated, errors and excluded."""
-        from cnntool.train.metrics import classification_report
+        from cnntool.metrics.classification import classification_report
 
         confusion = self.confusion()
         report = classification_report(confusion, self.classes)
@@ -253,7 +249,7 @@ def write_evaluation(summary: dict, out_dir: str | os.PathLike, *, overwrite: bo
         Either file exists and ``overwrite`` is false (a re-run never replaces outputs silently).
     """
     from cnntool.data.writers import atomic_write_json
-    from cnntool.train.plots import plot_confusion
+    from cnntool.metrics.plots import plot_confusion
 
     out_dir = Path(out_dir)
     check_evaluation_outputs(out_dir, overwrite)

@@ -231,7 +231,7 @@ def maximize_channel(model, layer: str, channel: int, *, input_size, mean, std, 
     import torch
     from torchvision.transforms.functional import gaussian_blur
 
-    from cnntool.data.transforms import Preprocess
+    from cnntool.data.preprocessing import Preprocessing
     from cnntool.infer.cam import LayerTap, frozen, resolve_layer
 
     module = resolve_layer(model, layer)
@@ -273,5 +273,5 @@ def maximize_channel(model, layer: str, channel: int, *, input_size, mean, std, 
                 x.copy_(torch.maximum(torch.minimum(x, hi), lo))
         with torch.no_grad():
             final = float(activation(x, tap))
-    pre = Preprocess((c, h, w), tuple(mean), tuple(std))
+    pre = Preprocessing((c, h, w), tuple(mean), tuple(std))
     return pre.denormalize(x.detach()[0].cpu().numpy()), start, final

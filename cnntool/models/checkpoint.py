@@ -4,15 +4,23 @@ A checkpoint is a plain dict saved with ``torch.save`` and read back with
 ``torch.load(weights_only=True)``, which only accepts tensors and plain Python data::
 
     {
-      "format": "cnntool.checkpoint", "format_version": 1, "cnntool_version": "0.1.0",
+      "format": "cnntool.checkpoint", "format_version": 2, "cnntool_version": "0.1.0",
       "arch": "lenet5", "task": "classification", "classes": ["0", "1", ...],
-      "input_size": [1, 32, 32], "mean": [...], "std": [...], "resize_size": None,
+      "preprocessing": {"input_size": [1, 32, 32], "mean": [...], "std": [...],
+                        "resize_mode": "stretch", "resize_size": None, "interpolation": "bilinear",
+                        "normalize_in_model": False},
       "arch_kwargs": {}, "config": {...training options...}, "metrics": {...final metrics...},
       "epoch": 12, "created": "2026-11-22T00:00:00+00:00",
-      "state_dict": {...tensors...},
+      "state_dict": {...tensors...}, "weights_digest": "blake2b:...",
       # training state, present in last.pt for --resume: "optimizer", "scheduler", "scaler",
-      # "ema_state_dict", "rng" (plain data only)
+      # "ema_state_dict", "rng", "train_state" (plain data only)
     }
+
+Format 1 (before the preprocessing was one typed object) kept ``input_size``, ``mean``, ``std``,
+``resize_size`` and ``interpolation`` at the top level; it is still read. ``weights_digest``
+covers every tensor of ``state_dict``: a file damaged inside its archive (the zip structure
+intact) is refused instead of predicting nonsense. Every metadata field is validated, so a
+malformed file is a one-line :class:`~cnntool.errors.CheckpointError`, never an internal error.
 """
 
 from __future__ import annotations
@@ -24,26 +32,27 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cnntool.errors import CheckpointError
+from cnntool.data.preprocessing import Preprocessing
+from cnntool.errors import CheckpointError, first_line
 
 FORMAT = "cnntool.checkpoint"
-FORMAT_VERSION = 1
-_REQUIRED = ("arch", "task", "classes", "input_size", "mean", "std", "state_dict")
+FORMAT_VERSION = 2
+_REQUIRED = ("arch", "task", "classes", "state_dict")
 # Resume-only entries, left out of LoadedModel.checkpoint.
-_TRAINING_STATE = ("state_dict", "optimizer", "scheduler", "scaler", "ema_state_dict", "rng")
+_TRAINING_STATE = ("state_dict", "optimizer", "scheduler", "scaler", "ema_state_dict", "rng", "train_state")
 #: From this many parameters on, a checkpoint's model is built on the meta device (see
 #: _build_with_weights): random init of VGG-16 takes seconds, meta set-up about one.
 _META_BUILD_MIN_PARAMS = 5_000_000
 _ZIP_MAGIC = b"PK\x03\x04"
 # torch's weights-only unpickler names the class or function a file wanted to import.
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
+_HINT_DAMAGED = "the checkpoint is damaged or was not written by cnntool: copy it again or re-run training"
 
 
-def make_checkpoint(model, *, arch: str, task: str, classes: list[str], input_size, mean, std,
-                    resize_size: int | None = None, arch_kwargs: dict | None = None,
-                    config: dict | None = None, metrics: dict | None = None, epoch: int | None = None,
-                    **extra: Any) -> dict:
-    """Build the checkpoint dict for ``model`` (its ``state_dict`` moved to the CPU)."""
+def make_checkpoint(model, *, arch: str, task: str, classes: list[str], preprocessing: Preprocessing,
+                    arch_kwargs: dict | None = None, config: dict | None = None, metrics: dict | None = None,
+                    epoch: int | None = None, **extra: Any) -> dict:
+    """Build the checkpoint dict for ``model`` (its ``state_dict`` moved to the CPU, digested)."""
     from cnntool import __version__
 
     state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
@@ -54,18 +63,40 @@ def make_checkpoint(model, *, arch: str, task: str, classes: list[str], input_si
         "arch": arch,
         "task": task,
         "classes": [str(c) for c in classes],
-        "input_size": [int(x) for x in input_size],
-        "mean": [float(x) for x in mean],
-        "std": [float(x) for x in std],
-        "resize_size": resize_size,
-        "arch_kwargs": dict(arch_kwargs or {}),
+        "preprocessing": preprocessing.to_dict(),
+        "arch_kwargs": _plain(dict(arch_kwargs or {})),
         "config": _plain(config or {}),
         "metrics": _plain(metrics or {}),
         "epoch": epoch,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "state_dict": state,
+        "weights_digest": weights_digest(state),
         **extra,
     }
+
+
+def weights_digest(state: dict) -> str:
+    """A digest of every tensor in a state dict (names, dtypes, shapes and bytes), in key order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = weights_digest({"w": torch.zeros(3)}); b = weights_digest({"w": torch.tensor([0.0, 1.0, 0.0])})
+    >>> a.startswith("blake2b:"), a == b
+    (True, False)
+    """
+    import hashlib
+
+    import torch
+
+    h = hashlib.blake2b(digest_size=20)
+    for key in sorted(state):
+        tensor = state[key]
+        h.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            flat = tensor.detach().cpu().contiguous().reshape(-1)
+            h.update(memoryview(flat.view(torch.uint8).numpy()))
+    return "blake2b:" + h.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> None:
@@ -119,10 +150,13 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> di
             hint="refused by torch.load(weights_only=True); cnntool only loads tensors and plain data",
         ) from None
     except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError... for damaged archives
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint: {first}",
+        raise CheckpointError(f"{path} is not a readable checkpoint: {first_line(exc, 200)}",
                               hint="the file may be truncated or corrupted") from None
     _validate(path, ckpt)
+    digest = ckpt.get("weights_digest")
+    if digest is not None and digest != weights_digest(ckpt["state_dict"]):
+        raise CheckpointError(f"{path} is damaged: its weights do not match the digest written with them",
+                              hint="copy it again, or re-run training")
     return ckpt
 
 
@@ -138,25 +172,9 @@ def checkpoint_entry(path: str | os.PathLike, ckpt: dict):
                               hint=exc.hint) from None
 
 
-def load_checkpoint_model(path: str | os.PathLike, *, expect_task: str | None = None):
-    """Rebuild the model a checkpoint describes and load its weights: a :class:`LoadedModel`.
-
-    Raises
-    ------
-    CheckpointError
-        Anything :func:`load_checkpoint` refuses, a task other than ``expect_task``, an
-        architecture not in the registry, or weights that do not fit the architecture.
-    """
-    ckpt = load_checkpoint(path)
-    if expect_task is not None and ckpt["task"] != expect_task:
-        raise CheckpointError(f"{path} is a {ckpt['task']} checkpoint, this command needs {expect_task}",
-                              hint=f"give a {expect_task} model (see `cnntool models list --task {expect_task}`)")
-    return model_from_checkpoint(ckpt, path)
-
-
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike):
-    """The :class:`LoadedModel` of a checkpoint dict already read by :func:`load_checkpoint`
-    from ``path`` (named in errors and recorded as the weights).
+def build_from_checkpoint(ckpt: dict, path: str | os.PathLike):
+    """``(entry, model)``: the architecture a checkpoint dict (read by :func:`load_checkpoint`
+    from ``path``, named in errors) describes, with its weights loaded, in eval mode.
 
     Large models adopt the dict's tensors rather than copying them.
 
@@ -165,17 +183,25 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike):
     CheckpointError
         An architecture not in the registry, or weights that do not fit the architecture.
     """
-    from cnntool.models.registry import LoadedModel
-
     entry = checkpoint_entry(path, ckpt)
-    model = _build_with_weights(entry, ckpt, path).eval()  # as LoadedModel promises
-    meta = {k: v for k, v in ckpt.items() if k not in _TRAINING_STATE}
-    return LoadedModel(
-        model=model, entry=entry, task=ckpt["task"], classes=list(ckpt["classes"]),
-        input_size=tuple(int(n) for n in ckpt["input_size"]), mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]),
-        resize_size=ckpt.get("resize_size"), source="checkpoint", weights=str(path), checkpoint=meta,
-        interpolation=ckpt.get("interpolation") or entry.interpolation,
-    )
+    return entry, _build_with_weights(entry, ckpt, path).eval()
+
+
+def checkpoint_preprocessing(ckpt: dict, entry=None) -> Preprocessing:
+    """The :class:`Preprocessing` a checkpoint records (format 1's loose fields too)."""
+    if "preprocessing" in ckpt:
+        return Preprocessing.from_dict(ckpt["preprocessing"])
+    resize = ckpt.get("resize_size")
+    return Preprocessing.from_dict({
+        "input_size": ckpt.get("input_size"), "mean": ckpt.get("mean"), "std": ckpt.get("std"),
+        "resize_mode": "crop" if resize else "stretch", "resize_size": resize,
+        "interpolation": ckpt.get("interpolation") or (entry.preprocessing.interpolation if entry else "bilinear"),
+    })
+
+
+def checkpoint_meta(ckpt: dict) -> dict:
+    """Everything but tensors and training state (what ``LoadedModel.checkpoint`` holds)."""
+    return {k: v for k, v in ckpt.items() if k not in _TRAINING_STATE}
 
 
 def _build_with_weights(entry, ckpt: dict, path):
@@ -187,7 +213,7 @@ def _build_with_weights(entry, ckpt: dict, path):
     """
     import torch
 
-    kwargs = dict(num_classes=len(ckpt["classes"]), in_channels=int(ckpt["input_size"][0]),
+    kwargs = dict(num_classes=len(ckpt["classes"]), in_channels=checkpoint_preprocessing(ckpt, entry).channels,
                   **(ckpt.get("arch_kwargs") or {}))
     on_meta = (entry.reference_params or 0) >= _META_BUILD_MIN_PARAMS
     try:
@@ -201,39 +227,64 @@ def _build_with_weights(entry, ckpt: dict, path):
             model = entry.build(**kwargs)
             model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {ckpt['arch']}: {str(exc).strip().splitlines()[0]}",
+        raise CheckpointError(f"{path}: weights do not fit {ckpt['arch']}: {first_line(exc)}",
                               hint="the file was changed, or written for another version of the architecture") from None
+    except (TypeError, ValueError) as exc:  # arch_kwargs the builder does not take
+        raise CheckpointError(f"{path}: cannot build {ckpt['arch']} with its arch_kwargs: {first_line(exc)}",
+                              hint=_HINT_DAMAGED) from None
     return model
 
 
 def _validate(path: Path, ckpt: Any) -> None:
-    """A dict with cnntool's format marker and well-formed required fields."""
+    """A dict with cnntool's format marker and well-formed metadata, field by field."""
+    from cnntool.models.tasks import TASK_INFO
+
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         kind = "a plain state_dict" if isinstance(ckpt, dict) and ckpt and "format" not in ckpt else "foreign data"
         raise CheckpointError(f"{path} is not a cnntool checkpoint ({kind})",
                               hint="cnntool reads checkpoints written by `cnntool train` or `finetune`")
-    if not isinstance(ckpt.get("format_version"), int) or ckpt["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer cnntool (format {ckpt.get('format_version')})",
-                              hint="upgrade cnntool")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path} has a malformed format_version {version!r}", hint=_HINT_DAMAGED)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer cnntool (format {version})", hint="upgrade cnntool")
     missing = [k for k in _REQUIRED if k not in ckpt]
+    if version == 1:
+        missing += [k for k in ("input_size", "mean", "std") if k not in ckpt]
+    elif "preprocessing" not in ckpt:
+        missing.append("preprocessing")
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}", hint="the checkpoint is incomplete")
-    from cnntool.models.registry import TASKS
-
     problems = []
-    if ckpt["task"] not in TASKS:
+    if ckpt["task"] not in TASK_INFO:
         problems.append(f"task {ckpt['task']!r}")
-    if not isinstance(ckpt["classes"], list) or not ckpt["classes"]:
+    if not isinstance(ckpt["arch"], str) or not ckpt["arch"]:
+        problems.append("arch")
+    classes = ckpt["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         problems.append("classes")
-    size = ckpt["input_size"]
-    if not (isinstance(size, list) and len(size) == 3 and all(isinstance(n, int) and n > 0 for n in size)):
-        problems.append(f"input_size {size!r}")
-    elif not (len(ckpt["mean"]) == len(ckpt["std"]) == size[0]):
-        problems.append("mean/std (one value per input channel)")
-    if not isinstance(ckpt["state_dict"], dict):
+    try:
+        preprocessing = checkpoint_preprocessing(ckpt)
+    except ValueError as exc:
+        problems.append(f"preprocessing ({exc})")
+    else:
+        task = TASK_INFO.get(ckpt["task"])
+        if task is not None and len(preprocessing.input_size) != task.input_dims + 0:
+            problems.append(f"input_size {list(preprocessing.input_size)} for a {task.name} model")
+    for name in ("arch_kwargs", "config", "metrics"):
+        if ckpt.get(name) is not None and not isinstance(ckpt[name], dict):
+            problems.append(name)
+    epoch = ckpt.get("epoch")
+    if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0):
+        problems.append(f"epoch {epoch!r}")
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(hasattr(v, "dtype") and hasattr(v, "shape") for v in state.values()):
         problems.append("state_dict")
+    digest = ckpt.get("weights_digest")
+    if digest is not None and not isinstance(digest, str):
+        problems.append("weights_digest")
     if problems:
-        raise CheckpointError(f"{path} has a malformed {', '.join(problems)}", hint="the checkpoint is damaged")
+        raise CheckpointError(f"{path} has a malformed {', '.join(problems)}", hint=_HINT_DAMAGED)
 
 
 def _unwrap(model):
@@ -251,5 +302,5 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     if hasattr(obj, "tolist"):
-        return obj.tolist()
+        return _plain(obj.tolist())
     return str(obj)

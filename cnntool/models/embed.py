@@ -2,7 +2,7 @@
 
 Any classification model in the registry (``resnet18``, ``resnet18:DEFAULT``, ``lenet5``) or a
 cnntool checkpoint gives embeddings: images go through the model's own evaluation transform
-(:meth:`Preprocess.from_loaded`), in batches, and a forward pre-hook on the registry entry's
+(its :class:`~cnntool.data.preprocessing.Preprocessing`), in batches, and a forward pre-hook on the registry entry's
 ``head`` layer keeps what the head receives (flattened; a 4-D input is global-average-pooled).
 The head still runs, so no model surgery is needed and the model is left as it was.
 
@@ -28,11 +28,11 @@ def load_embedding_model(spec: str, *, device: str = "cpu", seed: int = 0):
     """:func:`cnntool.models.registry.load` with the random init seeded (reproducible embeddings)."""
     import torch
 
-    from cnntool.models.registry import load
+    from cnntool.models.loading import load
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return load(spec, device=device)
+        return load(spec, task="classification", device=device)
 
 
 def default_embedding_spec() -> str:
@@ -99,19 +99,18 @@ class Embedder:
 
     Examples
     --------
-    >>> from cnntool.models.registry import load  # doctest: +SKIP
+    >>> from cnntool.models.loading import load  # doctest: +SKIP
     >>> embed = Embedder(load("lenet5"))  # doctest: +SKIP
     >>> embed(np.stack([embed.prepare(np.zeros((32, 32), np.uint8))])).shape  # doctest: +SKIP
     (1, 84)
     """
 
     def __init__(self, loaded, *, device: str = "cpu"):
-        from cnntool.data.transforms import Preprocess
         from cnntool.models.surgery import get_layer
 
         self.loaded = loaded
         self.device = device
-        self.preprocess = Preprocess.from_loaded(loaded)
+        self.preprocess = loaded.preprocessing
         self._captured = None
         head = get_layer(loaded.model, loaded.entry.head)
         self._hook = head.register_forward_pre_hook(self._capture)
@@ -160,7 +159,7 @@ def embed_images(images: Iterable[np.ndarray], loaded, *, batch_size: int = DEFA
 
     Examples
     --------
-    >>> from cnntool.models.registry import load  # doctest: +SKIP
+    >>> from cnntool.models.loading import load  # doctest: +SKIP
     >>> embed_images([np.zeros((8, 8), np.uint8)] * 3, load("lenet5")).shape  # doctest: +SKIP
     (3, 84)
     """

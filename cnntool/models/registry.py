@@ -1,14 +1,15 @@
-"""The registry: a typed :class:`ModelEntry` per architecture, and :func:`load` by spec.
+"""The registry: a typed :class:`ModelEntry` per architecture (load one with
+:func:`cnntool.models.loading.load`).
 
-An entry is data: the builder, the task, the input size and normalisation, the layer to replace
-for a new head, the layer Grad-CAM uses, the first convolution, and the pretrained weights
-available. Stages never hard-code any of these; they ask the entry, or the
-:class:`LoadedModel` that :func:`load` returns.
+An entry is data: the builder, the task, the :class:`~cnntool.data.preprocessing.Preprocessing`,
+the layer(s) to replace for new classes, the layer Grad-CAM uses, the first convolution, the
+pretrained weights available and the stored facts listings show (parameter count). Stages never
+hard-code any of these; they ask the entry, or the ``LoadedModel`` that ``load`` returns.
 
 Every builder has one signature, ``builder(*, num_classes, in_channels, **kwargs) -> nn.Module``
-(torchvision's builders are adapted by :meth:`ModelEntry.build`). Entries are registered by the
-modules listed in ``_ENTRY_MODULES``, imported on first use, so importing the registry imports
-no torch.
+(torchvision's builders are adapted by :meth:`ModelEntry.build`, which never lets them download
+a backbone nobody asked for). Entries are registered by the modules listed in
+``_ENTRY_MODULES``, imported on first use, so importing the registry imports no torch.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnntool.errors import CheckpointError, MissingWeightsError, UnknownModelError, first_line
-
-TASKS = ("classification", "detection", "segmentation", "video")
+from cnntool.data.preprocessing import Preprocessing
+from cnntool.errors import MissingWeightsError, UnknownModelError, did_you_mean, first_line
+from cnntool.models.tasks import TASKS
 
 #: ImageNet normalisation, which torchvision's pretrained classifiers expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,64 +42,68 @@ class ModelEntry:
     name : str
         Registry name, lower case (``resnet18``).
     task : str
-        One of :data:`TASKS`.
+        One of :data:`~cnntool.models.tasks.TASKS`.
     builder : str or callable
         ``"module:function"`` (imported lazily) or a callable; called as
         ``builder(num_classes=..., in_channels=..., **kwargs)`` for cnntool's own models, or as a
         torchvision builder (``weights=..., num_classes=...``) when ``torchvision_name`` is set.
     family : str
-        Grouping for listings and method support (``lenet``, ``resnet``, ``vgg``...).
-    input_size : tuple of int
-        Default (C, H, W).
-    mean, std : tuple of float
-        Normalisation applied after scaling pixels to [0, 1], one value per channel.
-    resize_size : int or None
-        Shorter side to resize to before the centre crop at evaluation (256 for 224 crops);
-        None resizes straight to ``input_size``. For torchvision models, what the default
-        weights' own transforms use (232 for some ``IMAGENET1K_V2`` weights).
+        Grouping for listings and method support (``lenet``, ``resnet``, ``fcos``...).
+    preprocessing : Preprocessing
+        How the model sees pixels with its default (or no) weights; pretrained weights may
+        refine it (their own crop), see :func:`cnntool.models.loading.pretrained_preprocessing`.
     num_classes : int
-        Outputs of the default head.
-    head : str
-        Dotted module path of the layer replaced when fine-tuning (``fc``, ``classifier.6``).
-    cam_layer : str
-        Dotted module path of the layer Grad-CAM uses by default (the last conv block).
-    first_conv : str
-        Dotted module path of the first convolution (``--method kernels``, changing channels).
+        Outputs of the default head (detection: including the background class 0).
+    head : str or None
+        Dotted module path of the layer a new head replaces for other classes (``fc``,
+        ``classifier.6``, ``roi_heads.box_predictor``, ``head.classification_head``).
+    extra_heads : tuple of str
+        Further layers sized by the classes, replaced with ``head`` (a segmenter's auxiliary
+        classifier, Mask R-CNN's mask predictor, LR-ASPP's low-resolution classifier).
+    cam_layer, first_conv : str or None
+        The layer Grad-CAM uses by default (the last spatial feature map), and the stem
+        convolution (``--method kernels``, changing input channels). None where they do not apply.
     weights : tuple of str
         Names of the pretrained weights available (torchvision's enum member names).
     default_weights : str or None
         What ``name:DEFAULT`` means.
     torchvision_name : str or None
         The name in ``torchvision.models`` when torchvision provides the model.
-    reference_params : int or None
-        Parameter count with the default head, as published; a test checks it.
+    reference_params : int
+        Parameter count with the default head, as published: a stored fact, so listings need
+        not build the model; a test checks it against a build.
     description : str
         One line for listings.
     builder_kwargs : dict
         Fixed keyword arguments for the builder (``aux_logits=False``...).
-    interpolation : str
-        Resize filter of the evaluation transform (``bilinear``; ``bicubic`` for EfficientNet).
     """
 
     name: str
     task: str
     builder: str | Callable[..., Any]
     family: str
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    preprocessing: Preprocessing
     num_classes: int
-    head: str
-    cam_layer: str
-    first_conv: str
-    resize_size: int | None = None
+    reference_params: int
+    head: str | None = None
+    extra_heads: tuple[str, ...] = ()
+    cam_layer: str | None = None
+    first_conv: str | None = None
     weights: tuple[str, ...] = ()
     default_weights: str | None = None
     torchvision_name: str | None = None
-    reference_params: int | None = None
     description: str = ""
     builder_kwargs: dict = field(default_factory=dict)
-    interpolation: str = "bilinear"
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """The default (C, H, W) or (C, T, H, W): ``preprocessing.input_size``."""
+        return self.preprocessing.input_size
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """Every layer sized by the classes: :attr:`head` then :attr:`extra_heads`."""
+        return ((self.head,) if self.head else ()) + tuple(self.extra_heads)
 
     def builder_fn(self) -> Callable[..., Any]:
         if callable(self.builder):
@@ -111,20 +116,25 @@ class ModelEntry:
         """Build the model: random init, or pretrained ``weights``; then adapt head and input.
 
         A pretrained model keeps its pretrained head unless ``num_classes`` differs, in which
-        case the :attr:`head` layer is replaced by a fresh one of the right size. A different
-        ``in_channels`` replaces :attr:`first_conv` likewise.
+        case the :attr:`heads` are replaced by fresh ones of the right size
+        (:func:`cnntool.models.surgery.replace_heads`). A different ``in_channels`` replaces
+        :attr:`first_conv` likewise. torchvision builders that would fetch ImageNet backbone
+        weights by default (detectors, segmenters) get ``weights_backbone=None`` unless the
+        entry's ``builder_kwargs`` say otherwise: nothing is downloaded that nobody asked for.
         """
         num_classes = num_classes or self.num_classes
         in_channels = in_channels or self.input_size[0]
         kwargs = {**self.builder_kwargs, **kwargs}
         fn = self.builder_fn()
         if self.torchvision_name is not None:
+            if _takes(fn, "weights_backbone"):
+                kwargs.setdefault("weights_backbone", None)
             if weights is not None:
                 model = fn(weights=self.torchvision_weights(weights), **kwargs)
                 if num_classes != self.num_classes:
-                    from cnntool.models.surgery import replace_head
+                    from cnntool.models.surgery import replace_heads
 
-                    replace_head(model, self.head, num_classes)
+                    replace_heads(model, self.heads, num_classes)
             else:
                 model = fn(weights=None, num_classes=num_classes, **kwargs)
             if in_channels != self.input_size[0]:
@@ -136,26 +146,6 @@ class ModelEntry:
             raise MissingWeightsError(f"{self.name} has no pretrained weights",
                                       hint="train it with `cnntool train`, then use the checkpoint")
         return fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
-
-    def normalization(self, in_channels: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(mean, std) with one value per input channel, for a model built with ``in_channels``.
-
-        One channel from an RGB entry takes the average (a gray image seen as equal R, G, B);
-        more channels than the entry repeat its values cyclically.
-
-        Examples
-        --------
-        >>> from cnntool.models.registry import get_entry   # doctest: +SKIP
-        >>> get_entry("simple_cnn").normalization(1)         # doctest: +SKIP
-        ((0.5,), (0.5,))
-        """
-        channels = in_channels or self.input_size[0]
-        if channels == len(self.mean):
-            return tuple(self.mean), tuple(self.std)
-        if channels == 1:
-            return (sum(self.mean) / len(self.mean),), (sum(self.std) / len(self.std),)
-        return (tuple(self.mean[i % len(self.mean)] for i in range(channels)),
-                tuple(self.std[i % len(self.std)] for i in range(channels)))
 
     def torchvision_weights(self, name: str):
         """The torchvision Weights enum member ``name`` (``DEFAULT`` allowed, any case).
@@ -177,44 +167,13 @@ class ModelEntry:
         return get_model_weights(self.torchvision_name)[key]
 
 
-@dataclass
-class LoadedModel:
-    """A model with everything needed to use it: what :func:`load` returns.
+def _takes(fn, name: str) -> bool:
+    import inspect
 
-    Attributes
-    ----------
-    model : torch.nn.Module
-        In eval mode, on the requested device.
-    entry : ModelEntry
-    task : str
-    classes : list of str
-        Class names (``class_0``... when unknown).
-    input_size : tuple of int
-        (C, H, W) the model expects.
-    mean, std : tuple of float
-    resize_size : int or None
-    source : str
-        ``registry``, ``pretrained`` or ``checkpoint``.
-    weights : str or None
-        Weights name (pretrained) or checkpoint path.
-    checkpoint : dict
-        The checkpoint's metadata (everything but tensors) when loaded from one.
-    interpolation : str
-        Resize filter of the evaluation transform.
-    """
-
-    model: Any
-    entry: ModelEntry
-    task: str
-    classes: list[str]
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    resize_size: int | None
-    source: str
-    weights: str | None = None
-    checkpoint: dict = field(default_factory=dict)
-    interpolation: str = "bilinear"
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -229,6 +188,8 @@ def register(entry: ModelEntry) -> ModelEntry:
         raise ValueError(f"{entry.name!r} is already registered")
     if entry.task not in TASKS:
         raise ValueError(f"{entry.name}: task must be one of {TASKS}")
+    if not isinstance(entry.preprocessing, Preprocessing):
+        raise ValueError(f"{entry.name}: preprocessing must be a Preprocessing")
     _REGISTRY[entry.name] = entry
     return entry
 
@@ -253,90 +214,14 @@ def get_entry(name: str) -> ModelEntry:
     key = name.lower()
     if key in _REGISTRY:
         return _REGISTRY[key]
-    import difflib
-
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
-    hint = f"did you mean {', '.join(close)}?" if close else "see `cnntool models list`"
-    raise UnknownModelError(f"unknown model {name!r}", hint=hint)
+    raise UnknownModelError(f"unknown model {name!r}",
+                            hint=did_you_mean(key, list(_REGISTRY), fallback="see `cnntool models list`"))
 
 
 def is_checkpoint_spec(spec: str) -> bool:
-    """A spec is a checkpoint when it names a file, or looks like one (has a path separator or .pt/.pth)."""
+    """A spec is a checkpoint when it names a file or folder, or looks like one (has a path
+    separator or .pt/.pth)."""
     return os.path.exists(spec) or os.sep in spec or spec.endswith((".pt", ".pth", ".ckpt", ".safetensors"))
-
-
-def load(spec: str, *, device: str = "cpu", num_classes: int | None = None) -> LoadedModel:
-    """Load a model by spec: ``name``, ``name:WEIGHTS`` or a checkpoint path.
-
-    Parameters
-    ----------
-    spec : str
-        ``resnet18`` (random init), ``resnet18:IMAGENET1K_V1`` or ``resnet18:DEFAULT``
-        (pretrained, from torchvision's cache or the network), or a cnntool checkpoint file.
-    device : str
-        Where to put the model (already resolved: ``cpu``, ``cuda:0``...).
-    num_classes : int, optional
-        The size of the head: a pretrained or checkpoint head is replaced by a fresh one if it
-        differs (and the class names become ``class_0``...).
-
-    Raises
-    ------
-    UnknownModelError, MissingWeightsError, CheckpointError
-
-    Examples
-    --------
-    >>> loaded = load("lenet5")                                  # doctest: +SKIP
-    >>> loaded.input_size, loaded.classes[:2]                    # doctest: +SKIP
-    ((1, 32, 32), ['class_0', 'class_1'])
-    """
-    if is_checkpoint_spec(spec):
-        from cnntool.models.checkpoint import load_checkpoint_model
-
-        loaded = load_checkpoint_model(spec)
-        if num_classes is not None and num_classes != len(loaded.classes):
-            from cnntool.models.surgery import replace_head
-
-            replace_head(loaded.model, loaded.entry.head, num_classes)
-            loaded.classes = [f"class_{i}" for i in range(num_classes)]
-    else:
-        name, _, weights = spec.partition(":")
-        entry = get_entry(name)
-        weights = weights or None
-        n = num_classes or entry.num_classes
-        classes = [f"class_{i}" for i in range(n)]
-        if weights is not None:
-            member = entry.torchvision_weights(weights)
-            model = _build_pretrained(entry, weights, num_classes)
-            categories = list(member.meta.get("categories") or [])
-            if len(categories) == n:
-                classes = categories
-            loaded = LoadedModel(model=model, entry=entry, task=entry.task, classes=classes,
-                                 mean=entry.mean, std=entry.std, source="pretrained",
-                                 weights=member.name, **pretrained_preprocessing(entry, member))
-        else:
-            loaded = LoadedModel(
-                model=entry.build(num_classes=num_classes), entry=entry, task=entry.task,
-                classes=classes, input_size=entry.input_size, mean=entry.mean, std=entry.std,
-                resize_size=entry.resize_size, interpolation=entry.interpolation, source="registry",
-            )
-    loaded.model.to(device)
-    loaded.model.eval()
-    return loaded
-
-
-def pretrained_preprocessing(entry: ModelEntry, member) -> dict:
-    """Input size, resize and filter that torchvision's weights ``member`` were evaluated with.
-
-    Mean and std stay the entry's: they describe the model as cnntool builds it (GoogLeNet is
-    built without torchvision's ``transform_input``, so its entry says 0.5/0.5).
-    """
-    transform = member.transforms()
-    crop = transform.crop_size[0]
-    return {
-        "input_size": (entry.input_size[0], crop, crop),
-        "resize_size": transform.resize_size[0] if transform.resize_size else None,
-        "interpolation": transform.interpolation.value,
-    }
 
 
 def cached_weights_path(entry: ModelEntry, weights: str) -> Path:
@@ -347,22 +232,55 @@ def cached_weights_path(entry: ModelEntry, weights: str) -> Path:
     return Path(get_dir()) / "checkpoints" / os.path.basename(member.url)
 
 
-def _build_pretrained(entry: ModelEntry, weights: str, num_classes: int | None):
-    """Build with pretrained weights; an offline machine gets a message naming the cache file."""
-    url = entry.torchvision_weights(weights).url
-    cached = cached_weights_path(entry, weights)
+def build_pretrained(entry: ModelEntry, weights: str, num_classes: int | None = None):
+    """Build with pretrained weights from torch's cache, downloading them first when missing.
+
+    The user asked for these weights by name, so a download is allowed; it goes through
+    :func:`fetch_weights` (no "Downloading:" line from torch's hub, a progress bar only on a
+    terminal), and an offline machine gets one :class:`MissingWeightsError` naming the URL and
+    the exact cache path to put the file at.
+    """
     import pickle
 
+    url = entry.torchvision_weights(weights).url
+    cached = cached_weights_path(entry, weights)
+    if not cached.is_file():
+        fetch_weights(url, cached, what=f"{entry.name}:{weights}")
     try:
         return entry.build(weights=weights, num_classes=num_classes)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        reason = first_line(exc)
-        if cached.exists():
-            raise MissingWeightsError(
-                f"the cached weights file {cached} is corrupted or incomplete: {reason}",
-                hint=f"delete it and download again from {url}",
-            ) from None
         raise MissingWeightsError(
-            f"weights {entry.name}:{weights} are not in the cache ({cached}) and cannot be downloaded: {reason}",
-            hint=f"download {url} and place it at {cached} (set TORCH_HOME to move the cache)",
+            f"the cached weights file {cached} is corrupted or incomplete: {first_line(exc)}",
+            hint=f"delete it and download again from {url}",
         ) from None
+
+
+def fetch_weights(url: str, path: Path, *, what: str | None = None) -> None:
+    """Download ``url`` to ``path`` (checking the hash its torchvision file name carries).
+
+    Raises
+    ------
+    MissingWeightsError
+        No network, or the download failed: the message names the file to place in the cache.
+    """
+    import sys
+
+    import torch.hub
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    match = torch.hub.HASH_REGEX.search(path.name)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=match.group(1) if match else None,
+                                       progress=_isatty(sys.stderr))
+    except Exception as exc:  # URLError, timeouts, hash mismatch, disk errors
+        raise MissingWeightsError(
+            f"weights {what or path.name} are not in the cache ({path}) and cannot be downloaded: {first_line(exc)}",
+            hint=f"download {url} and place it at {path} (set TORCH_HOME to move the cache)",
+        ) from None
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cnntool.errors import UsageError, first_line
 
-_SIZE = re.compile(r"^\s*(\d+)(?:\s*[xX,]\s*(\d+))?(?:\s*[xX,]\s*(\d+))?\s*$")
+_SIZE = re.compile(r"^\s*\d+(\s*[xX,]\s*\d+){0,3}\s*$")
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,11 @@ def meta_model(entry, *, num_classes: int | None = None, in_channels: int | None
         return entry.build(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-def parse_input_size(text: str, *, channels: int) -> tuple[int, int, int]:
-    """``3x224x224`` -> (3, 224, 224); ``224x224`` or ``224`` keep ``channels``.
+def parse_input_size(text: str, *, default: tuple[int, ...]) -> tuple[int, ...]:
+    """An input size as the user writes it, completed from the model's ``default``.
+
+    ``3x224x224`` is (C, H, W); ``224x224`` or ``224`` keep the default's channels (and frames,
+    for clip models, whose full form is CxTxHxW: ``3x16x112x112``).
 
     Raises
     ------
@@ -109,23 +112,26 @@ def parse_input_size(text: str, *, channels: int) -> tuple[int, int, int]:
 
     Examples
     --------
-    >>> parse_input_size("1x32x32", channels=3)
+    >>> parse_input_size("1x32x32", default=(3, 64, 64))
     (1, 32, 32)
-    >>> parse_input_size("64", channels=3)
-    (3, 64, 64)
+    >>> parse_input_size("64", default=(3, 32, 32)), parse_input_size("96", default=(3, 16, 112, 112))
+    ((3, 64, 64), (3, 16, 96, 96))
     """
-    match = _SIZE.match(text)
-    if match is None:
-        raise UsageError(f"bad input size {text!r}", hint="use CxHxW (3x224x224), HxW (224x224) or one side (224)")
-    numbers = [int(g) for g in match.groups() if g is not None]
-    if len(numbers) == 3:
-        size = tuple(numbers)
+    full = "x".join(["C", "T", "H", "W"][-len(default):] if len(default) == 4 else ["C", "H", "W"])
+    hint = f"use {full} ({format_size(default)}), HxW or one side"
+    if _SIZE.match(text) is None:
+        raise UsageError(f"bad input size {text!r}", hint=hint)
+    numbers = tuple(int(n) for n in re.split(r"\s*[xX,]\s*", text.strip()))
+    if len(numbers) == len(default):
+        size = numbers
     elif len(numbers) == 2:
-        size = (channels, *numbers)
+        size = (*default[:-2], *numbers)
+    elif len(numbers) == 1:
+        size = (*default[:-2], numbers[0], numbers[0])
     else:
-        size = (channels, numbers[0], numbers[0])
+        raise UsageError(f"bad input size {text!r} for a {len(default)}-dimensional input", hint=hint)
     if min(size) < 1:
-        raise UsageError(f"bad input size {text!r}: sizes must be positive", hint="e.g. 3x224x224")
+        raise UsageError(f"bad input size {text!r}: sizes must be positive", hint=hint)
     return size
 
 
@@ -300,7 +306,7 @@ def summarize_spec(spec: str, *, input_text: str | None = None, depth: int | Non
         entry, input_size = _registry_architecture(spec)
         num_classes, kwargs = None, {}
     if input_text is not None:
-        input_size = parse_input_size(input_text, channels=input_size[0])
+        input_size = parse_input_size(input_text, default=input_size)
     return summarize_entry(entry, input_size, num_classes=num_classes, depth=depth, **kwargs)
 
 
@@ -316,7 +322,8 @@ def describe_entry(spec: str) -> dict:
     >>> record["params"], record["input_size"], record["head"]
     (61706, '1x32x32', '11')
     """
-    from cnntool.models.registry import cached_weights_path, get_entry, pretrained_preprocessing
+    from cnntool.models.loading import pretrained_preprocessing
+    from cnntool.models.registry import cached_weights_path, get_entry
 
     name, _, weights = spec.partition(":")
     entry = get_entry(name)
@@ -325,9 +332,9 @@ def describe_entry(spec: str) -> dict:
     record = {
         "name": entry.name, "task": entry.task, "family": entry.family, "description": entry.description,
         "params": total, "trainable_params": trainable, "reference_params": entry.reference_params,
-        "input_size": format_size(entry.input_size), "mean": list(entry.mean), "std": list(entry.std),
-        "resize_size": entry.resize_size, "interpolation": entry.interpolation,
-        "num_classes": entry.num_classes, "head": entry.head, "cam_layer": entry.cam_layer,
+        **preprocessing_fields(entry.preprocessing),
+        "num_classes": entry.num_classes, "head": entry.head, "extra_heads": list(entry.extra_heads),
+        "cam_layer": entry.cam_layer,
         "first_conv": entry.first_conv, "weights": list(entry.weights), "default_weights": entry.default_weights,
         "weights_cached": [w for w in entry.weights if cached_weights_path(entry, w).is_file()],
         "torchvision_name": entry.torchvision_name, "builder": builder, "builder_kwargs": dict(entry.builder_kwargs),
@@ -335,15 +342,20 @@ def describe_entry(spec: str) -> dict:
     if weights:
         member = entry.torchvision_weights(weights)
         cached = cached_weights_path(entry, weights)
-        preprocessing = pretrained_preprocessing(entry, member)
         record.update({
             "weights_name": member.name, "url": member.url, "cache_path": str(cached), "cached": cached.is_file(),
             "categories": len(member.meta.get("categories") or []),
-            "input_size": format_size(preprocessing["input_size"]),
-            "resize_size": preprocessing["resize_size"], "interpolation": preprocessing["interpolation"],
+            **preprocessing_fields(pretrained_preprocessing(entry, member)),
             "metrics": dict(member.meta.get("_metrics") or {}),
         })
     return record
+
+
+def preprocessing_fields(preprocessing) -> dict:
+    """A :class:`~cnntool.data.preprocessing.Preprocessing` as record fields (sizes as ``3x224x224``)."""
+    fields = preprocessing.to_dict()
+    fields["input_size"] = format_size(preprocessing.input_size)
+    return fields
 
 
 def describe_checkpoint(path: str) -> dict:
@@ -351,15 +363,16 @@ def describe_checkpoint(path: str) -> dict:
 
     The parameter count comes from rebuilding the architecture on the meta device.
     """
-    from cnntool.models.checkpoint import load_checkpoint
+    from cnntool.models.checkpoint import checkpoint_preprocessing, load_checkpoint
+    from cnntool.models.loading import resolve_checkpoint_path
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(resolve_checkpoint_path(path))
     entry, num_classes, input_size, kwargs = _checkpoint_architecture(path, ckpt)
     total, trainable = count_parameters(meta_model(entry, num_classes=num_classes, in_channels=input_size[0], **kwargs))
     return {
         "path": str(path), "arch": ckpt["arch"], "task": ckpt["task"], "params": total,
-        "num_classes": num_classes, "classes": list(ckpt["classes"]), "input_size": format_size(input_size),
-        "mean": list(ckpt["mean"]), "std": list(ckpt["std"]), "resize_size": ckpt.get("resize_size"),
+        "num_classes": num_classes, "classes": list(ckpt["classes"]),
+        **preprocessing_fields(checkpoint_preprocessing(ckpt, entry)),
         "epoch": ckpt.get("epoch"), "metrics": ckpt.get("metrics") or {}, "config": ckpt.get("config") or {},
         "arch_kwargs": kwargs, "created": ckpt.get("created"), "cnntool_version": ckpt.get("cnntool_version"),
         "format_version": ckpt.get("format_version"),
@@ -368,19 +381,22 @@ def describe_checkpoint(path: str) -> dict:
 
 def _registry_architecture(spec: str):
     """(entry, input size) of ``name`` or ``name:WEIGHTS`` (the weights name is checked)."""
-    from cnntool.models.registry import get_entry, pretrained_preprocessing
+    from cnntool.models.loading import pretrained_preprocessing
+    from cnntool.models.registry import get_entry
 
     name, _, weights = spec.partition(":")
     entry = get_entry(name)
     if weights:
-        return entry, pretrained_preprocessing(entry, entry.torchvision_weights(weights))["input_size"]
+        return entry, pretrained_preprocessing(entry, entry.torchvision_weights(weights)).input_size
     return entry, tuple(entry.input_size)
 
 
 def _checkpoint_architecture(path: str, ckpt: dict | None = None):
     """(entry, num_classes, input size, builder kwargs) a checkpoint was trained with."""
-    from cnntool.models.checkpoint import checkpoint_entry, load_checkpoint
+    from cnntool.models.checkpoint import checkpoint_entry, checkpoint_preprocessing, load_checkpoint
+    from cnntool.models.loading import resolve_checkpoint_path
 
-    ckpt = ckpt if ckpt is not None else load_checkpoint(path)
+    ckpt = ckpt if ckpt is not None else load_checkpoint(resolve_checkpoint_path(path))
     entry = checkpoint_entry(path, ckpt)
-    return entry, len(ckpt["classes"]), tuple(int(n) for n in ckpt["input_size"]), dict(ckpt.get("arch_kwargs") or {})
+    size = checkpoint_preprocessing(ckpt, entry).input_size
+    return entry, len(ckpt["classes"]), size, dict(ckpt.get("arch_kwargs") or {})

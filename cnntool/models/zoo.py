@@ -1,14 +1,15 @@
 """torchvision's classifiers as registry entries: builders, weights and the layers stages need.
 
 The figures come from torchvision's own weights metadata: ``reference_params`` is the
-published ``num_params``, ``resize_size`` and ``interpolation`` are those of the default
-weights' evaluation transform (a 224 centre crop everywhere). ``head`` is the layer a new
+published ``num_params``; the preprocessing's ``resize_size`` and ``interpolation`` are those of
+the default weights' evaluation transform (a 224 centre crop everywhere). ``head`` is the layer a new
 head replaces, ``cam_layer`` the module whose output is the last spatial feature map, and
 ``first_conv`` the stem convolution. Importing this module imports no torch.
 """
 
 from __future__ import annotations
 
+from cnntool.data.preprocessing import Preprocessing
 from cnntool.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelEntry, register
 
 #: The evaluation crop of every torchvision ImageNet classifier here.
@@ -40,11 +41,14 @@ def googlenet(*, weights=None, **kwargs):
     return torchvision_googlenet(weights=weights, **kwargs)
 
 
-def _torchvision_entry(name: str, **fields) -> ModelEntry:
-    """An ImageNet classifier from ``torchvision.models``; ``fields`` override the defaults."""
+def _torchvision_entry(name: str, *, resize_size: int = 256, interpolation: str = "bilinear",
+                       mean=IMAGENET_MEAN, std=IMAGENET_STD, **fields) -> ModelEntry:
+    """An ImageNet classifier from ``torchvision.models``: resize the shorter side to
+    ``resize_size``, centre-crop 224; ``fields`` override the other defaults."""
     defaults = dict(
         name=name, task="classification", builder=f"torchvision.models:{name}",
-        input_size=IMAGENET_INPUT, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize_size=256,
+        preprocessing=Preprocessing(IMAGENET_INPUT, mean, std, resize_mode="crop", resize_size=resize_size,
+                                    interpolation=interpolation),
         num_classes=IMAGENET_CLASSES, weights=("IMAGENET1K_V1",), default_weights="IMAGENET1K_V1",
         torchvision_name=name,
     )

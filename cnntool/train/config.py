@@ -1,6 +1,8 @@
 """The training recipe as one dataclass: every option of ``cnntool train`` / ``finetune``, with
-the defaults the lectures' recipe suggests. The resolved config (``None`` filled in) is saved
-in the run folder (``config.json``) and in every checkpoint, and ``--resume`` reads it back.
+the defaults the lectures' recipe suggests. The resolved config (``None`` filled in, by the task's
+own recipe where it has one) is saved in the run folder (``config.json``) and in every
+checkpoint, and ``--resume`` reads it back. The command line's options are declared from these
+fields (:data:`FLAGS` names the flag of every field; a test checks each has one).
 """
 
 from __future__ import annotations
@@ -34,11 +36,16 @@ MIN_STEPS_PER_EPOCH = 8
 
 #: Options that choose how this machine runs a training, not what it computes: ``--resume``
 #: takes them (a run started on a GPU can go on on a CPU-only machine).
-MACHINE_OPTIONS = ("device", "amp", "channels_last", "workers", "threads", "cache")
+MACHINE_OPTIONS = ("device", "amp", "channels_last", "workers", "threads", "cache", "tensorboard")
 
 #: The hint of every refusal to change a resumed run's recipe.
 RESUME_HINT = "a resumed run keeps its recipe; start a new run to change it"
 
+
+
+#: Config fields whose flag is not ``--field-name``.
+FLAGS = {"init_from": "--from", "cache": "--cache-images", "aug": "--rotate, --shift, --zoom, --shear, --crop-scale, "
+         "--hflip, --vflip, --color-jitter, --auto-augment, --erasing", "arch_kwargs": "--arch-arg"}
 
 
 def flag_name(name: str, value=None) -> str:
@@ -49,7 +56,7 @@ def flag_name(name: str, value=None) -> str:
     >>> flag_name("init_from"), flag_name("label_smoothing"), flag_name("hflip", False)
     ('--from', '--label-smoothing', '--no-hflip')
     """
-    flag = "--from" if name == "init_from" else "--" + name.replace("_", "-")
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
     return flag.replace("--", "--no-", 1) if value is False else flag
 
 @dataclass
@@ -65,19 +72,23 @@ class TrainConfig:
 
     # what to train ------------------------------------------------------------------------------
     data: str = ""                        # dataset root: class folders, or train/ val/ (test/) folders
-    arch: str = ""                        # registry name (train); the source's arch (finetune)
+    task: str | None = None               # classification | detection | segmentation | video; None: from the model or the data
+    arch: str = ""                        # registry name (train); the source's arch (finetune); "" : the task's default
+    arch_kwargs: dict = field(default_factory=dict)  # builder options, e.g. {"depth": 5} for unet
     init_from: str | None = None          # finetune: NAME[:WEIGHTS] or a checkpoint path
+    imgsz: tuple[int, int] | None = None  # (H, W) model input; None: the model's own
     out: str | None = None                # run folder; None: runs/<arch>-<n>
     val_split: float = 0.2                # validation fraction when DATA has no val/ folder (stratified, seeded)
     # schedule and optimiser ---------------------------------------------------------------------
     epochs: int | None = None             # None: about AUTO_EPOCH_STEPS steps, 10..60 epochs
     batch_size: int | None = None         # per process; None: 64, smaller for small datasets (>= 8 steps an epoch)
-    optimizer: str = "sgd"                # sgd (Nesterov momentum) | adamw
+    optimizer: str | None = None          # sgd (Nesterov momentum) | adamw; None: the task's (sgd for classification)
     lr: float | None = None               # None: sgd 0.05 (train) / 0.01 (finetune), adamw 1e-3, x batch/64 for sgd
     momentum: float = 0.9                 # sgd momentum (adamw: beta1)
     weight_decay: float | None = None     # None: sgd 5e-4, adamw 0.05; never on biases and norm layers
     schedule: str = "cosine"              # cosine decay to 0 | constant, after the warmup
     warmup_epochs: float = 1.0            # linear warmup from lr/100 (fractions of an epoch allowed)
+    accumulate: int = 1                   # optimiser step every N batches (effective batch N x batch_size)
     label_smoothing: float = 0.1          # soft targets: 1 - eps on the class, eps spread over all
     mixup: float = 0.0                    # Beta(alpha, alpha) mixup; 0: off (try 0.2)
     cutmix: float = 0.0                   # Beta(alpha, alpha) cutmix; 0: off (try 1.0); with mixup, one per batch
@@ -102,6 +113,7 @@ class TrainConfig:
     max_pixels: int | None = None         # refuse larger images (decompression bombs); None: cnntool's default
     seed: int = 0                         # every random choice (init, order, augmentation) follows it
     deterministic: bool = False           # deterministic GPU kernels (slower); the CPU is deterministic already
+    tensorboard: bool = False             # also write TensorBoard event files to <run>/tensorboard
 
     # --------------------------------------------------------------------------------------------
     @property
@@ -109,29 +121,73 @@ class TrainConfig:
         return self.init_from is not None
 
     def validate(self) -> "TrainConfig":
-        """Check option values; :class:`UsageError` naming the flag otherwise."""
-        _choice(self.optimizer, OPTIMIZERS, "--optimizer")
+        """Check option values and ranges; :class:`UsageError` naming the flag otherwise."""
+        if self.task is not None:
+            from cnntool.models.tasks import canonical_task
+
+            self.task = canonical_task(self.task)
+        if self.optimizer is not None:
+            _choice(self.optimizer, OPTIMIZERS, "--optimizer")
         _choice(self.schedule, SCHEDULES, "--schedule")
         _choice(self.init, INITS, "--init")
-        _choice(self.cache, CACHE_CHOICES, "--cache")
-        if not 0.0 < self.val_split < 1.0:
-            raise UsageError(f"--val-split must be between 0 and 1, not {self.val_split}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UsageError("--label-smoothing must be in [0, 1)")
-        if self.ema is not None and not 0.0 < self.ema < 1.0:
-            raise UsageError("--ema is a decay between 0 and 1, e.g. 0.999")
-        if self.mixup < 0 or self.cutmix < 0:
-            raise UsageError("--mixup and --cutmix are Beta alphas >= 0 (0 turns them off)")
+        _choice(self.cache, CACHE_CHOICES, "--cache-images")
+        _number(self.val_split, "--val-split", low=0.0, high=1.0, low_open=True, high_open=True)
+        _number(self.label_smoothing, "--label-smoothing", low=0.0, high=1.0, high_open=True)
+        _number(self.lr, "--lr", low=0.0, optional=True)
+        _number(self.weight_decay, "--weight-decay", low=0.0, optional=True)
+        _number(self.momentum, "--momentum", low=0.0, high=1.0, high_open=True)
+        _number(self.warmup_epochs, "--warmup-epochs", low=0.0)
+        _number(self.mixup, "--mixup", low=0.0)
+        _number(self.cutmix, "--cutmix", low=0.0)
+        _number(self.grad_clip, "--grad-clip", low=0.0, low_open=True, optional=True)
+        _number(self.ema, "--ema", low=0.0, high=1.0, low_open=True, high_open=True, optional=True)
+        _number(self.backbone_lr_scale, "--backbone-lr-scale", low=0.0)
+        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size), ("patience", self.patience),
+                            ("accumulate", self.accumulate), ("workers", self.workers), ("threads", self.threads)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < (0 if name == "workers" else 1)):
+                raise UsageError(f"{flag_name(name)} must be a whole number >= {0 if name == 'workers' else 1}, "
+                                 f"not {value!r}")
+        if self.imgsz is not None and (len(self.imgsz) != 2 or min(self.imgsz) < 8 or max(self.imgsz) > 4096):
+            raise UsageError(f"--imgsz {self.imgsz} is out of range", hint="sides from 8 to 4096 pixels, e.g. 224")
+        if not isinstance(self.arch_kwargs, dict):
+            raise UsageError("--arch-arg takes KEY=VALUE pairs")
+        for name in ("rotate", "shift", "zoom", "shear", "brightness", "contrast", "saturation", "erasing"):
+            _number(getattr(self.aug, name), flag_name(name) if name not in ("brightness", "contrast", "saturation")
+                    else "--color-jitter", low=0.0)
+        if self.aug.zoom >= 1.0:
+            raise UsageError(f"--zoom must be below 1 (a scale in [1 - zoom, 1 + zoom]), not {self.aug.zoom}")
+        from cnntool.data.transforms import POLICIES
+
+        _choice(self.aug.policy, POLICIES, "--auto-augment")
+        if self.aug.erasing > 1.0:
+            raise UsageError(f"--erasing is a probability in [0, 1], not {self.aug.erasing}")
         parse_freeze(self.freeze)
         return self
 
-    def resolve(self, *, train_size: int, world_size: int = 1) -> "TrainConfig":
+    def check_task(self, task) -> None:
+        """Refuse options the task does not use (``task.ignores``): a flag that would do nothing
+        is an error, not a silent no-op."""
+        defaults = TrainConfig()
+        given = [name for name in getattr(task, "ignores", ()) if _differs(self, defaults, name)]
+        if given:
+            flags = ", ".join(flag_name(n) if n in FIELD_NAMES else _aug_flag(n) for n in given)
+            raise UsageError(f"{flags} does nothing when training {task.name}",
+                             hint="leave it out; see `cnntool train --help` for the options of each task")
+
+    def resolve(self, *, train_size: int, world_size: int = 1, defaults: dict | None = None) -> "TrainConfig":
         """A copy with every ``None`` default replaced by its value for this dataset.
 
         ``train_size`` is the number of training images, ``world_size`` the number of
-        processes (the global batch is ``batch_size * world_size``).
+        processes (the global batch is ``batch_size * world_size``). ``defaults`` (a task's
+        recipe) fill ``None`` fields first (``{"optimizer": "adamw", "lr": 2e-3, "epochs": 40}``).
         """
         cfg = dataclasses.replace(self, aug=dataclasses.replace(self.aug))
+        for name, value in (defaults or {}).items():
+            if getattr(cfg, name) is None:
+                setattr(cfg, name, value)
+        if cfg.optimizer is None:
+            cfg.optimizer = "sgd"
         if cfg.batch_size is None:
             cfg.batch_size = auto_batch_size(train_size // max(1, world_size))
         global_batch = cfg.batch_size * world_size
@@ -154,6 +210,8 @@ class TrainConfig:
         if d["aug"]["crop_scale"] is not None:
             d["aug"]["crop_scale"] = list(d["aug"]["crop_scale"])
         d["aug"]["crop_ratio"] = list(d["aug"]["crop_ratio"])
+        if d["imgsz"] is not None:
+            d["imgsz"] = list(d["imgsz"])
         return d
 
     def resumed(self, overrides: dict | None = None) -> "TrainConfig":
@@ -195,6 +253,8 @@ class TrainConfig:
         """The inverse of :meth:`to_dict`; unknown keys (from a newer cnntool) are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("imgsz"), list):
+            values["imgsz"] = tuple(values["imgsz"])
         aug = dict(values.pop("aug", {}) or {})
         aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
         aug = {k: (tuple(v) if isinstance(v, list) else v) for k, v in aug.items() if k in aug_known}
@@ -235,4 +295,36 @@ def parse_freeze(text: str) -> str | int:
 
 def _choice(value: str, choices: tuple[str, ...], flag: str) -> None:
     if value not in choices:
-        raise UsageError(f"unknown {flag} {value!r}", hint="use one of: " + ", ".join(choices))
+        from cnntool.errors import unknown_choice
+
+        raise unknown_choice(flag, value, choices)
+
+
+def _number(value, flag: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = False, optional: bool = False) -> None:
+    """A finite number in range, else :class:`UsageError` naming the flag and the range."""
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise UsageError(f"{flag} must be a number {' and '.join(x for x in (lo, hi) if x)}, not {value!r}")
+
+
+def _differs(cfg: "TrainConfig", defaults: "TrainConfig", name: str) -> bool:
+    if name in FIELD_NAMES:
+        return getattr(cfg, name) != getattr(defaults, name)
+    return getattr(cfg.aug, name) != getattr(defaults.aug, name)
+
+
+def _aug_flag(name: str) -> str:
+    return {"brightness": "--color-jitter", "contrast": "--color-jitter", "saturation": "--color-jitter",
+            "crop_scale": "--crop-scale", "policy": "--auto-augment"}.get(name, "--" + name.replace("_", "-"))
+
+
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(TrainConfig))

@@ -1,7 +1,7 @@
 """Transfer learning: which layers train, at which learning rate.
 
-The registry entry names the head (``fc``, ``classifier.6``, ``11``); everything else is the
-backbone. ``--freeze`` picks what trains:
+The registry entry names the head layers (``fc``, ``classifier.6``, ``roi_heads.box_predictor``
+and any extra class-sized layers); everything else is the backbone. ``--freeze`` picks what trains:
 
 - ``none``: everything (full fine-tuning), the backbone at ``lr x backbone_lr_scale``;
 - ``backbone``: the head only (feature extraction);
@@ -18,25 +18,32 @@ running statistics stay those of the source data.
 from __future__ import annotations
 
 
-def block_names(model, head: str) -> list[str]:
-    """Dotted names of the backbone's blocks, in forward order (the head and its parents excluded).
+def _as_heads(heads) -> tuple[str, ...]:
+    if heads is None:
+        return ()
+    return (heads,) if isinstance(heads, str) else tuple(heads)
+
+
+def block_names(model, heads) -> list[str]:
+    """Dotted names of the backbone's blocks, in forward order (the heads and their parents excluded).
 
     Examples
     --------
     >>> import torch.nn as nn
     >>> conv_bn = lambda: nn.Sequential(nn.Conv2d(2, 2, 3), nn.BatchNorm2d(2), nn.ReLU())
     >>> m = nn.Sequential(nn.Sequential(conv_bn(), conv_bn()), nn.Flatten(), nn.Linear(2, 3))
-    >>> block_names(m, head="2")
+    >>> block_names(m, heads="2")
     ['0.0', '0.1']
     """
+    heads = _as_heads(heads)
     names: list[str] = []
 
     def visit(module, prefix: str) -> None:
         for name, child in module.named_children():
             full = f"{prefix}{name}"
-            if full == head or not any(True for _ in child.parameters()):
+            if full in heads or not any(True for _ in child.parameters()):
                 continue
-            if _opens_up(child) or head.startswith(full + "."):
+            if _opens_up(child) or any(h.startswith(full + ".") for h in heads):
                 visit(child, full + ".")
             else:
                 names.append(full)
@@ -58,7 +65,7 @@ def _opens_up(module) -> bool:
     return composite or weight_layers > 1
 
 
-def apply_freeze(model, head: str, freeze: str | int) -> list[str]:
+def apply_freeze(model, heads, freeze: str | int) -> list[str]:
     """Set ``requires_grad`` per ``freeze``; returns the names of the frozen blocks.
 
     Examples
@@ -72,7 +79,8 @@ def apply_freeze(model, head: str, freeze: str | int) -> list[str]:
     """
     from cnntool.models.surgery import get_layer
 
-    blocks = block_names(model, head)
+    heads = _as_heads(heads)
+    blocks = block_names(model, heads)
     if freeze == "none":
         frozen: list[str] = []
     elif freeze == "backbone":
@@ -85,7 +93,7 @@ def apply_freeze(model, head: str, freeze: str | int) -> list[str]:
         for param in get_layer(model, name).parameters():
             param.requires_grad_(False)
     if freeze == "backbone":  # parameters outside any block (rare) freeze too; the head never does
-        head_params = {id(p) for p in get_layer(model, head).parameters()}
+        head_params = {id(p) for h in heads for p in get_layer(model, h).parameters()}
         for param in model.parameters():
             if id(param) not in head_params:
                 param.requires_grad_(False)
@@ -101,16 +109,18 @@ def frozen_norm_layers(model) -> list:
             and not any(p.requires_grad for p in m.parameters())]
 
 
-def parameter_groups(model, *, head: str | None, lr: float, weight_decay: float,
+def parameter_groups(model, *, heads, lr: float, weight_decay: float,
                      backbone_lr_scale: float = 1.0) -> list[dict]:
     """Optimiser parameter groups: weight decay on weights only (not biases or norm layers),
-    and the backbone at ``lr * backbone_lr_scale`` when ``head`` is given.
+    and the backbone at ``lr * backbone_lr_scale`` when ``heads`` are given.
 
     Frozen parameters are left out. Empty groups are dropped.
     """
     from cnntool.models.surgery import get_layer
 
-    head_ids = {id(p) for p in get_layer(model, head).parameters()} if head else set()
+    heads = _as_heads(heads)
+    head = bool(heads)
+    head_ids = {id(p) for h in heads for p in get_layer(model, h).parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for param in model.parameters():
         if not param.requires_grad:

@@ -1,21 +1,29 @@
-"""One epoch of training and one pass of evaluation, for any classifier and DataLoader.
+"""One epoch of training and one pass of evaluation, for any task, model and DataLoader.
 
-Batches arrive as uint8 ``(N, C, H, W)`` and are normalised on the device
-(:func:`~cnntool.data.transforms.normalize_batch`). Mixed precision, channels-last, gradient
-clipping, mixup/cutmix, a per-step learning-rate schedule and an EMA of the weights are all
-optional and cost nothing when off.
+The task plug-in says what a step is (``step(model, batch, settings) -> (loss, stats)``) and how
+outputs are scored (an evaluator with ``update``/``compute``); this module owns the machinery
+around them: train/eval modes, mixed precision, gradient scaling and clipping, gradient
+accumulation, the per-step learning-rate schedule and the EMA of the weights. Everything optional
+costs nothing when off. Per-step statistics stay on the device and are summed there, so a step
+never waits for the GPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from cnntool.data.transforms import normalize_batch
+from cnntool.errors import CnnToolError
+
+
+class TrainingDiverged(CnnToolError):
+    """The loss became NaN/infinite or exploded: the run stops (exit 1) instead of training on."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -25,10 +33,8 @@ class StepSettings:
     Attributes
     ----------
     device : torch.device
-    mean, std : tuple of float
-        Normalisation of the model (from the registry entry or checkpoint).
-    loss_fn : callable
-        ``loss_fn(logits, labels)`` for training (label smoothing lives here).
+    preprocessing : Preprocessing
+        Normalisation of the model inputs (the model's own, from the registry or checkpoint).
     amp : bool
         Autocast to ``amp_dtype`` (float16 on CUDA with ``scaler``).
     amp_dtype : torch.dtype or None
@@ -36,24 +42,23 @@ class StepSettings:
     scaler : torch.amp.GradScaler or None
     grad_clip : float or None
         Max global gradient norm.
-    mixer : cnntool.train.augment.Mixer or None
+    accumulate : int
+        Optimiser step every this many batches (gradient accumulation); the loss is divided by it.
     scheduler : LR scheduler stepped after every optimiser step, or None
     ema : torch.optim.swa_utils.AveragedModel or None
-        Updated after every step.
+        Updated after every optimiser step.
     frozen_norms : tuple of modules
         Batch-norm layers kept in eval mode while training (a frozen backbone's).
     """
 
     device: Any
-    mean: tuple
-    std: tuple
-    loss_fn: Any
+    preprocessing: Any
     amp: bool = False
     amp_dtype: Any = None
     channels_last: bool = False
     scaler: Any = None
     grad_clip: float | None = None
-    mixer: Any = None
+    accumulate: int = 1
     scheduler: Any = None
     ema: Any = None
     frozen_norms: tuple = ()
@@ -65,80 +70,104 @@ class StepSettings:
 
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    def inputs(self, images):
+        """uint8 images on the host -> normalised floats on the device.
 
-def to_device(images, labels, settings: StepSettings):
-    """uint8 batch -> normalised float batch on the device (channels-last when asked)."""
-    import torch
+        A stacked batch ((N, C, H, W) or clips (N, C, T, H, W)) is normalised as one tensor
+        (channels-last when asked); a list of differently sized images (detection) stays a list.
+        """
+        import torch
 
-    non_blocking = settings.device.type == "cuda"
-    images = images.to(settings.device, non_blocking=non_blocking)
-    labels = labels.to(settings.device, non_blocking=non_blocking)
-    x = normalize_batch(images, settings.mean, settings.std)
-    if settings.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, labels
+        non_blocking = self.device.type == "cuda"
+        mean, std = self.preprocessing.scale_and_offset()
+        if isinstance(images, (list, tuple)):
+            return [normalize_batch(im.to(self.device, non_blocking=non_blocking)[None], mean, std)[0]
+                    for im in images]
+        x = images.to(self.device, non_blocking=non_blocking)
+        if x.ndim == 5:  # (N, C, T, H, W): normalise per channel like an image batch
+            n, c, t, h, w = x.shape
+            return normalize_batch(x.reshape(n, c, t * h, w), mean, std).reshape(n, c, t, h, w)
+        x = normalize_batch(x, mean, std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def to_device(self, value):
+        """Tensors (in lists, tuples and dicts) moved to the device, non-blocking on CUDA."""
+        non_blocking = self.device.type == "cuda"
+        if hasattr(value, "to"):
+            return value.to(self.device, non_blocking=non_blocking)
+        if isinstance(value, dict):
+            return {k: self.to_device(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.to_device(v) for v in value)
+        return value
 
 
-def train_one_epoch(model, loader, optimizer, settings: StepSettings) -> dict:
-    """Train ``model`` for one pass over ``loader``.
+def train_one_epoch(model, loader, optimizer, settings: StepSettings, step) -> dict:
+    """Train ``model`` for one pass over ``loader`` with the task's ``step``.
 
-    Returns
-    -------
-    dict
-        ``loss`` (mean training loss, with smoothing and mixing), ``accuracy`` (of the
-        predictions on the training batches against their unmixed labels), ``images``,
-        ``seconds`` (wall time of the pass, data loading included).
+    ``step(model, batch, settings)`` returns ``(loss, stats)``: the loss to minimise (a scalar
+    tensor) and a dict of tensors to sum over the epoch (``loss`` as a sum over samples and
+    ``count``, the samples, at least). Returns ``{"sums": {name: float}, "seconds": float}``.
+
+    Raises
+    ------
+    TrainingDiverged
+        The epoch's loss is not finite.
     """
     import torch
 
     model.train()
     for norm in settings.frozen_norms:
         norm.eval()
-    device = settings.device
-    losses, predictions, targets = [], [], []  # reduced once at the end, not per step
+    sums: dict = {}
     start = time.perf_counter()
-    for images, labels in loader:
-        x, y = to_device(images, labels, settings)
-        if settings.mixer is not None:
-            x, y_a, y_b, lam = settings.mixer(x, y)
+    accumulate = max(1, settings.accumulate)
+    optimizer.zero_grad(set_to_none=True)
+    batches = len(loader) if hasattr(loader, "__len__") else None
+    for index, batch in enumerate(loader):
         with settings.autocast():
-            logits = model(x)
-            if settings.mixer is not None:
-                loss = lam * settings.loss_fn(logits, y_a) + (1.0 - lam) * settings.loss_fn(logits, y_b)
-            else:
-                loss = settings.loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        _backward_and_step(loss, model, optimizer, settings)
-        if settings.scheduler is not None:
-            settings.scheduler.step()
-        if settings.ema is not None:
-            settings.ema.update_parameters(model)
-        losses.append(loss.detach())
-        predictions.append(logits.detach().argmax(1))
-        targets.append(y)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+            loss, stats = step(model, batch, settings)
+        last = batches is not None and index + 1 == batches
+        _backward(loss / accumulate if accumulate > 1 else loss, settings)
+        if (index + 1) % accumulate == 0 or last:
+            _optimizer_step(model, optimizer, settings)
+            optimizer.zero_grad(set_to_none=True)
+            if settings.scheduler is not None:
+                settings.scheduler.step()
+            if settings.ema is not None:
+                settings.ema.update_parameters(model)
+        for key, value in stats.items():
+            value = value.detach() if hasattr(value, "detach") else value
+            sums[key] = sums[key] + value if key in sums else value
+    if settings.device.type == "cuda":
+        torch.cuda.synchronize(settings.device)
     seconds = time.perf_counter() - start
-    if not losses:
-        return {"loss": 0.0, "accuracy": 0.0, "images": 0, "seconds": seconds}
-    sizes = torch.tensor([len(y) for y in targets], dtype=torch.float64, device=device)
-    seen = int(sizes.sum().item())
-    loss_sum = (torch.stack(losses).double() * sizes).sum().item()
-    correct = (torch.cat(predictions) == torch.cat(targets)).sum().item()
-    return {"loss": loss_sum / seen, "accuracy": correct / seen, "images": seen, "seconds": seconds}
+    plain = {k: float(v) for k, v in sums.items()}
+    if "loss" in plain and not math.isfinite(plain["loss"]):
+        raise TrainingDiverged("the training loss became NaN or infinite",
+                               hint="lower --lr, add --grad-clip 5, or check the data (unreadable labels, "
+                                    "empty masks)")
+    return {"sums": plain, "seconds": seconds}
 
 
-def _backward_and_step(loss, model, optimizer, settings: StepSettings) -> None:
+def _backward(loss, settings: StepSettings) -> None:
+    if settings.scaler is not None:
+        settings.scaler.scale(loss).backward()
+    else:
+        loss.backward()
+
+
+def _optimizer_step(model, optimizer, settings: StepSettings) -> None:
     scaler = settings.scaler
     if scaler is not None:
-        scaler.scale(loss).backward()
         if settings.grad_clip:
             scaler.unscale_(optimizer)
             _clip(model, settings.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         return
-    loss.backward()
     if settings.grad_clip:
         _clip(model, settings.grad_clip)
     optimizer.step()
@@ -150,47 +179,21 @@ def _clip(model, max_norm: float) -> None:
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
 
 
-def evaluate(model, loader, settings: StepSettings, *, num_classes: int, dist=None) -> dict:
-    """Loss, accuracy and confusion matrix of ``model`` over ``loader`` (summed across processes).
+def evaluate(model, loader, settings: StepSettings, evaluator, *, dist=None) -> dict:
+    """Run ``model`` over ``loader`` in inference mode, scoring with the task's ``evaluator``.
 
-    The loss is plain cross-entropy (no smoothing), so validation losses of different recipes
-    compare.
-
-    Returns
-    -------
-    dict
-        ``loss``, ``accuracy``, ``images``, ``confusion`` (int64 array, true x predicted),
-        ``seconds``.
+    ``evaluator.update(model, batch, settings)`` scores one batch; ``evaluator.compute(dist)``
+    sums across processes and returns the metrics (``val_``-less names: ``loss``, ``accuracy``,
+    ``miou``, ``map50``...) plus whatever the task draws from them. ``seconds`` is added.
     """
     import torch
-    import torch.nn.functional as F
-
-    from cnntool.train.distributed import all_reduce_sum
-
-    from cnntool.train.metrics import confusion_matrix
 
     model.eval()
-    device = settings.device
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    truth, predicted = [], []
+    evaluator.reset()
     start = time.perf_counter()
     with torch.inference_mode():
-        for images, labels in loader:
-            x, y = to_device(images, labels, settings)
-            with settings.autocast():
-                logits = model(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-            truth.append(y)
-            predicted.append(logits.argmax(1))
-    # counted on the CPU: CUDA's bincount has no deterministic kernel for --deterministic
-    y_true = torch.cat(truth).cpu().numpy() if truth else np.zeros(0, np.int64)
-    y_pred = torch.cat(predicted).cpu().numpy() if predicted else np.zeros(0, np.int64)
-    counts = torch.from_numpy(confusion_matrix(y_true, y_pred, num_classes=num_classes)).to(device)
-    if dist is not None:
-        all_reduce_sum(loss_sum, dist)
-        all_reduce_sum(counts, dist)
-    matrix = counts.cpu().numpy().astype(np.int64)
-    total = int(matrix.sum())
-    return {"loss": float(loss_sum.item()) / max(1, total),
-            "accuracy": float(np.trace(matrix)) / max(1, total),
-            "images": total, "confusion": matrix, "seconds": time.perf_counter() - start}
+        for batch in loader:
+            evaluator.update(model, batch, settings)
+    result = evaluator.compute(dist)
+    result["seconds"] = time.perf_counter() - start
+    return result

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from cnntool.errors import UsageError  # noqa: E402
 from cnntool.infer.explain import ExplainConfig, Explainer  # noqa: E402
 from cnntool.infer.visualize import first_conv_weight, grid_shape, kernel_grid, tile_scale  # noqa: E402
-from cnntool.models import load  # noqa: E402
+from cnntool.models.loading import load  # noqa: E402
 
 #: One model per family, and the input side used here (small, but leaving the cam layer > 1x1).
 FAMILIES = {
@@ -39,7 +39,7 @@ def _loaded(name: str):
     torch.manual_seed(0)
     loaded = load(name, num_classes=5)
     side = FAMILIES[name]
-    return dataclasses.replace(loaded, input_size=(loaded.input_size[0], side, side))
+    return dataclasses.replace(loaded, preprocessing=loaded.preprocessing.with_size(side))
 
 
 def _batch(loaded, n: int = 1):

@@ -12,7 +12,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa:
 
 from cnntool.errors import UsageError  # noqa: E402
 from cnntool.infer.cam import compute_cams  # noqa: E402
-from cnntool.models import load  # noqa: E402
+from cnntool.models.loading import load  # noqa: E402
 
 TOLERANCE = 1e-4
 

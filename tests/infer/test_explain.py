@@ -8,13 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from cnntool.data.transforms import Preprocess  # noqa: E402
+from cnntool.data.preprocessing import Preprocessing  # noqa: E402
 from cnntool.errors import UsageError  # noqa: E402
 from cnntool.infer.cam import faithfulness_scores, fill_from_kept  # noqa: E402
 from cnntool.infer.explain import (  # noqa: E402
     canonical,
-    heatmap_to_image,
-    input_to_image_matrix,
     method_suffix,
     peak_and_box,
     render_overlay,
@@ -33,8 +31,8 @@ from cnntool.infer.visualize import (  # noqa: E402
 
 
 def test_straight_resize_maps_pixel_centres():
-    pre = Preprocess((3, 10, 20), (0,) * 3, (1,) * 3)  # 40 x 100 image -> 10 x 20 input
-    matrix, seen = input_to_image_matrix((40, 100), pre)
+    pre = Preprocessing((3, 10, 20), (0,) * 3, (1,) * 3)  # 40 x 100 image -> 10 x 20 input
+    matrix, seen = pre.input_to_image((40, 100))
     # input pixel (u, v) covers image x in [5u, 5u + 5), y in [4v, 4v + 4): centres map to centres
     assert matrix @ [0, 0, 1] == pytest.approx([2.0, 1.5])
     assert matrix @ [19, 9, 1] == pytest.approx([97.0, 37.5])
@@ -43,22 +41,22 @@ def test_straight_resize_maps_pixel_centres():
 
 def test_centre_crop_maps_into_the_middle_and_blanks_the_rest():
     # ImageNet recipe: shorter side to 8, centre crop 4 x 4, on a 16 x 32 image
-    pre = Preprocess((1, 4, 4), (0.5,), (0.5,), resize_size=8)
-    matrix, seen = input_to_image_matrix((16, 32), pre)
+    pre = Preprocessing((1, 4, 4), (0.5,), (0.5,), resize_mode="crop", resize_size=8)
+    matrix, seen = pre.input_to_image((16, 32))
     # resized 8 x 16, crop starts at (left 6, top 2); scale 2
     assert seen == (12.0, 4.0, 20.0, 12.0)
     heat = np.ones((4, 4), np.float32)
-    big = heatmap_to_image(heat, (16, 32), pre)
+    big = pre.map_to_image(heat, (16, 32))
     assert big.shape == (16, 32)
     assert big[4:12, 12:20].min() == pytest.approx(1.0)
     assert big[:, :12].max() == 0 and big[:, 20:].max() == 0 and big[:4].max() == 0 and big[12:].max() == 0
 
 
 def test_heatmap_peak_lands_where_the_input_peak_is():
-    pre = Preprocess((3, 16, 16), (0,) * 3, (1,) * 3)
+    pre = Preprocessing((3, 16, 16), (0,) * 3, (1,) * 3)
     heat = np.zeros((16, 16), np.float32)
     heat[12, 3] = 1.0  # input pixel (u=3, v=12)
-    big = heatmap_to_image(heat, (64, 128), pre)  # x scale 8, y scale 4
+    big = pre.map_to_image(heat, (64, 128))  # x scale 8, y scale 4
     peak, _ = peak_and_box(big)
     assert 3 * 8 <= peak[0] < 4 * 8 and 12 * 4 <= peak[1] < 13 * 4
 

@@ -12,9 +12,10 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
+from cnntool.data.preprocessing import Preprocessing
 from cnntool.cli.main import app  # noqa: E402
 from cnntool.infer.visualize import grid_shape  # noqa: E402
-from cnntool.models import get_entry  # noqa: E402
+from cnntool.models.registry import get_entry  # noqa: E402
 from cnntool.models.checkpoint import make_checkpoint, save_checkpoint  # noqa: E402
 
 CLASSES = ["cat", "dog", "bird"]
@@ -28,7 +29,7 @@ def checkpoint(tmp_path_factory):
     model = entry.build(num_classes=len(CLASSES))
     path = tmp_path_factory.mktemp("ckpt") / "simple.pt"
     save_checkpoint(path, make_checkpoint(model, arch="simple_cnn", task="classification", classes=CLASSES,
-                                          input_size=entry.input_size, mean=entry.mean, std=entry.std))
+                                          preprocessing=entry.preprocessing))
     return str(path)
 
 

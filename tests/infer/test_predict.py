@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cnntool.data.preprocessing import Preprocessing
 from cnntool.cli.main import app
 from cnntool.infer.predict import Evaluation
 from cnntool.models.checkpoint import make_checkpoint, save_checkpoint
@@ -31,8 +32,7 @@ def constant_checkpoint(path: Path, *, task: str = "classification") -> Path:
         for p in model.parameters():
             p.zero_()
         model[11].bias.copy_(torch.tensor(BIASES))
-    save_checkpoint(path, make_checkpoint(model, arch="lenet5", task=task, classes=CLASSES, input_size=(1, 32, 32),
-                                          mean=(0.5,), std=(0.5,)))
+    save_checkpoint(path, make_checkpoint(model, arch="lenet5", task=task, classes=CLASSES, preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,))))
     return path
 
 
@@ -177,13 +177,12 @@ def test_missing_model_file_exits_2(folder, tmp_path):
 def test_predict_agrees_with_the_model_called_directly(tmp_path):
     """A trained-from-random LeNet-5: the CLI's batched path equals model(preprocess(image))."""
     from cnntool.data.decode import decode_image
-    from cnntool.data.transforms import Preprocess
 
     torch.manual_seed(0)
     net = lenet5(num_classes=3)
     path = tmp_path / "random.pt"
     save_checkpoint(path, make_checkpoint(net, arch="lenet5", task="classification", classes=CLASSES,
-                                          input_size=(1, 32, 32), mean=(0.5,), std=(0.5,)))
+                                          preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,))))
     rng = np.random.default_rng(1)
     images = []
     for i in range(5):
@@ -195,7 +194,7 @@ def test_predict_agrees_with_the_model_called_directly(tmp_path):
     assert result.exit_code == 0, result.output
     recs = records(result)
     assert len(recs) == len(images) == 5
-    pre = Preprocess((1, 32, 32), (0.5,), (0.5,))
+    pre = Preprocessing((1, 32, 32), (0.5,), (0.5,))
     net.eval()
     with torch.no_grad():
         expected = torch.softmax(net(torch.stack([torch.from_numpy(pre(decode_image(p, mode="gray")))

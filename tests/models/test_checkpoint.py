@@ -7,9 +7,11 @@ import os
 import pytest
 import torch
 
+from cnntool.data.preprocessing import Preprocessing
 from cnntool.errors import CheckpointError
-from cnntool.models.checkpoint import load_checkpoint, load_checkpoint_model, make_checkpoint, save_checkpoint
-from cnntool.models.registry import get_entry, load
+from cnntool.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from cnntool.models.loading import load
+from cnntool.models.registry import get_entry
 
 CLASSES = ["cat", "dog", "fox"]
 CONFIG = {"epochs": 3, "lr": 0.01, "augment": ["flip"]}
@@ -34,8 +36,8 @@ def write_checkpoint(path, name="simple_cnn", *, task="classification", in_chann
     model = trained_like(name, in_channels=in_channels)
     channels = in_channels or entry.input_size[0]
     ckpt = make_checkpoint(
-        model, arch=name, task=task, classes=CLASSES, input_size=(channels, *entry.input_size[1:]),
-        mean=(0.5,) * channels, std=(0.25,) * channels, resize_size=None, config=CONFIG,
+        model, arch=name, task=task, classes=CLASSES, preprocessing=Preprocessing((channels, *entry.input_size[1:]), (0.5,) * channels, (0.25,) * channels),
+        config=CONFIG,
         metrics=METRICS, epoch=3, **fields,
     )
     save_checkpoint(path, ckpt)
@@ -66,7 +68,7 @@ def test_round_trip_gives_the_same_model(tmp_path, name):
 def test_round_trip_keeps_changed_input_channels(tmp_path):
     path = tmp_path / "gray.pt"
     model = write_checkpoint(path, "simple_cnn", in_channels=1)
-    loaded = load_checkpoint_model(path)
+    loaded = load(str(path))
     assert loaded.input_size == (1, 64, 64)
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
@@ -112,7 +114,7 @@ def test_file_that_needs_code_is_refused_and_never_run(tmp_path):
     path = tmp_path / "evil.pt"
     # a well-formed cnntool checkpoint, except for one object that needs code to load
     ckpt = make_checkpoint(torch.nn.Linear(2, 2), arch="lenet5", task="classification", classes=CLASSES,
-                           input_size=(1, 32, 32), mean=(0.5,), std=(0.5,))
+                           preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,)))
     ckpt["config"] = {"callback": Payload(marker)}
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="would run code") as info:
@@ -162,8 +164,8 @@ def test_plain_state_dict_is_refused(tmp_path):
 def test_other_task_is_refused(tmp_path):
     path = tmp_path / "best.pt"
     write_checkpoint(path)
-    with pytest.raises(CheckpointError, match="is a classification checkpoint, this command needs detection"):
-        load_checkpoint_model(path, expect_task="detection")
+    with pytest.raises(CheckpointError, match="is a classification model; this command needs a detection model"):
+        load(str(path), task="detection")
 
 
 def test_missing_file_is_refused(tmp_path):
@@ -175,7 +177,7 @@ def test_unknown_architecture_is_a_checkpoint_error(tmp_path):
     path = tmp_path / "best.pt"
     model = trained_like("lenet5")
     save_checkpoint(path, make_checkpoint(model, arch="lenet7", task="classification", classes=CLASSES,
-                                          input_size=(1, 32, 32), mean=(0.5,), std=(0.5,)))
+                                          preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,))))
     with pytest.raises(CheckpointError, match="lenet7") as info:
         load(str(path))
     assert "lenet5" in info.value.hint
@@ -186,7 +188,7 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
     model = trained_like("lenet5", num_classes=10)
     # the classes say 3, the head has 10 outputs
     save_checkpoint(path, make_checkpoint(model, arch="lenet5", task="classification", classes=CLASSES,
-                                          input_size=(1, 32, 32), mean=(0.5,), std=(0.5,)))
+                                          preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,))))
     with pytest.raises(CheckpointError, match="weights do not fit lenet5"):
         load(str(path))
 
@@ -194,9 +196,9 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
 def test_malformed_fields_are_refused(tmp_path):
     path = tmp_path / "best.pt"
     ckpt = make_checkpoint(trained_like("lenet5"), arch="lenet5", task="classification", classes=CLASSES,
-                           input_size=(1, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.5,))
+                           preprocessing=Preprocessing((1, 32, 32), (0.5, 0.5, 0.5), (0.5,)))
     save_checkpoint(path, ckpt)
-    with pytest.raises(CheckpointError, match="mean/std"):
+    with pytest.raises(CheckpointError, match="mean must be a list of numbers, one per input channel"):
         load_checkpoint(path)
     del ckpt["classes"]
     save_checkpoint(path, ckpt)
@@ -210,4 +212,4 @@ def test_save_is_atomic_and_plain(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]  # no temporary file left
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["format"] == "cnntool.checkpoint" and ckpt["arch"] == "simple_cnn"
-    assert ckpt["input_size"] == [3, 64, 64] and ckpt["classes"] == CLASSES
+    assert ckpt["preprocessing"]["input_size"] == [3, 64, 64] and ckpt["classes"] == CLASSES

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from cnntool.data.preprocessing import Preprocessing
 from cnntool.cli.main import app
 from cnntool.models.checkpoint import make_checkpoint, save_checkpoint
 from cnntool.models.registry import get_entry, list_models
@@ -36,8 +37,7 @@ def lenet_checkpoint(tmp_path):
     model = get_entry("lenet5").build(num_classes=3)
     path = tmp_path / "digits.pt"
     save_checkpoint(path, make_checkpoint(
-        model, arch="lenet5", task="classification", classes=["a", "b", "c"], input_size=(1, 32, 32),
-        mean=(0.5,), std=(0.5,), config={"epochs": 2, "lr": 0.1}, metrics={"val_acc": 0.9}, epoch=2,
+        model, arch="lenet5", task="classification", classes=["a", "b", "c"], preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,)), config={"epochs": 2, "lr": 0.1}, metrics={"val_acc": 0.9}, epoch=2,
     ))
     return path
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from cnntool.errors import MissingWeightsError
-from cnntool.models.registry import cached_weights_path, get_entry, load
+from cnntool.models.loading import load
+from cnntool.models.registry import cached_weights_path, get_entry
 
 URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
@@ -52,7 +53,7 @@ def test_pretrained_loads_offline_from_the_cache(cached_resnet18, no_network):
     assert loaded.source == "pretrained" and loaded.weights == "IMAGENET1K_V1"
     assert loaded.classes == list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
     assert len(loaded.classes) == 1000 and loaded.classes[0] == "tench"
-    assert loaded.input_size == (3, 224, 224) and loaded.resize_size == 256
+    assert loaded.input_size == (3, 224, 224) and loaded.preprocessing.resize_size == 256
     assert loaded.mean == pytest.approx((0.485, 0.456, 0.406))
     assert not loaded.model.training
     torch.testing.assert_close(loaded.model.fc.weight, cached_resnet18["fc.weight"])

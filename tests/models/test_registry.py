@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnntool.data.preprocessing import Preprocessing
 from cnntool.errors import MissingWeightsError, UnknownModelError
 from cnntool.models.registry import TASKS, ModelEntry, get_entry, list_models, register
 from cnntool.models.summary import count_parameters, meta_model
@@ -41,11 +42,11 @@ def test_entry_fields_are_well_formed(name):
     assert entry.task in TASKS
     assert entry.name == name == name.lower()
     assert len(entry.input_size) == 3 and all(isinstance(n, int) and n > 0 for n in entry.input_size)
-    assert len(entry.mean) == len(entry.std) == entry.input_size[0]
-    assert all(s > 0 for s in entry.std)
+    assert len(entry.preprocessing.mean) == len(entry.preprocessing.std) == entry.input_size[0]
+    assert all(s > 0 for s in entry.preprocessing.std)
     assert entry.num_classes > 0
     assert entry.description and entry.family
-    assert entry.interpolation in ("bilinear", "bicubic", "nearest")
+    assert entry.preprocessing.interpolation in ("bilinear", "bicubic", "nearest")
     if entry.weights:
         assert entry.default_weights in entry.weights
     else:
@@ -120,11 +121,11 @@ def test_torchvision_entry_matches_its_weights(name):
     assert len(default.meta["categories"]) == entry.num_classes
     transform = default.transforms()
     assert entry.input_size[1:] == (transform.crop_size[0], transform.crop_size[0])
-    assert entry.resize_size == transform.resize_size[0]
-    assert entry.interpolation == transform.interpolation.value
+    assert entry.preprocessing.resize_size == transform.resize_size[0]
+    assert entry.preprocessing.interpolation == transform.interpolation.value
     if name != "googlenet":  # built without transform_input: normalised to 0.5/0.5 instead
-        assert entry.mean == pytest.approx(tuple(transform.mean))
-        assert entry.std == pytest.approx(tuple(transform.std))
+        assert entry.preprocessing.mean == pytest.approx(tuple(transform.mean))
+        assert entry.preprocessing.std == pytest.approx(tuple(transform.std))
 
 
 def test_expected_layer_names_for_known_families():
@@ -132,7 +133,7 @@ def test_expected_layer_names_for_known_families():
     assert (get_entry("vgg16").head, get_entry("vgg16").cam_layer) == ("classifier.6", "features")
     assert get_entry("mobilenet_v3_small").head == "classifier.3"
     assert get_entry("efficientnet_b0").head == "classifier.1"
-    assert get_entry("efficientnet_b0").interpolation == "bicubic"
+    assert get_entry("efficientnet_b0").preprocessing.interpolation == "bicubic"
     assert get_entry("resnet50").default_weights == "IMAGENET1K_V2"
 
 
@@ -181,8 +182,8 @@ def test_unknown_name_suggests_close_matches():
 
 def test_register_refuses_bad_entries():
     fields = dict(task="classification", builder="cnntool.models.classic:lenet5", family="lenet",
-                  input_size=(1, 32, 32), mean=(0.5,), std=(0.5,), num_classes=10, head="11",
-                  cam_layer="4", first_conv="0")
+                  preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,)), num_classes=10, head="11",
+                  cam_layer="4", first_conv="0", reference_params=61_706)
     with pytest.raises(ValueError, match="already registered"):
         register(ModelEntry(name="lenet5", **fields))
     with pytest.raises(ValueError, match="lower case"):
@@ -192,9 +193,10 @@ def test_register_refuses_bad_entries():
 
 
 def test_normalization_follows_the_channel_count():
-    entry = get_entry("resnet18")
-    assert entry.normalization() == (entry.mean, entry.std)
-    mean, std = entry.normalization(1)
-    assert mean == pytest.approx((sum(entry.mean) / 3,)) and std == pytest.approx((sum(entry.std) / 3,))
-    mean, std = get_entry("lenet5").normalization(3)
-    assert mean == (0.5, 0.5, 0.5) and std == (0.5, 0.5, 0.5)
+    p = get_entry("resnet18").preprocessing
+    assert p.with_channels(3) is p
+    gray = p.with_channels(1)
+    assert gray.mean == pytest.approx((sum(p.mean) / 3,)) and gray.std == pytest.approx((sum(p.std) / 3,))
+    assert gray.input_size == (1, 224, 224)
+    rgb = get_entry("lenet5").preprocessing.with_channels(3)
+    assert rgb.mean == (0.5, 0.5, 0.5) and rgb.std == (0.5, 0.5, 0.5)

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from cnntool.data.datasets import ImageDataset, find_splits, index_image_folder, stratified_split
-from cnntool.data.loaders import ShardSampler, make_loader, usable_cores
-from cnntool.data.transforms import AugmentConfig, Preprocess, TrainTransform, normalize_batch
+from cnntool.data.loaders import shard_indices, ShardSampler, make_loader, usable_cores
+from cnntool.data.preprocessing import Preprocessing
+from cnntool.data.transforms import AugmentConfig, TrainTransform, normalize_batch
 from cnntool.errors import DatasetError
 
-PRE = Preprocess((1, 32, 32), (0.5,), (0.5,))
+PRE = Preprocessing((1, 32, 32), (0.5,), (0.5,))
 NO_MOTION = AugmentConfig(rotate=0, shift=0, zoom=0, shear=0)
 
 
@@ -98,7 +99,7 @@ def test_warp_without_motion_matches_the_evaluation_resize():
 def test_warp_reproduces_resize_and_centre_crop_exactly():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (60, 80, 3), np.uint8)
-    pre = Preprocess((3, 24, 24), (0.5,) * 3, (0.5,) * 3, resize_size=28)
+    pre = Preprocessing((3, 24, 24), (0.5,) * 3, (0.5,) * 3, resize_mode="crop", resize_size=28)
     t = TrainTransform(pre, NO_MOTION)
     assert np.array_equal(t.apply(t.prepare(image), t.draw(rng, 1)[0]), pre.resize(image))
 
@@ -117,21 +118,27 @@ def test_normalize_batch_equals_preprocess_normalize():
     rng = np.random.default_rng(2)
     image = rng.integers(0, 256, (32, 32, 3), np.uint8)
     image[0, :3] = [[0, 0, 0], [255, 255, 255], [124, 116, 104]]   # extremes and the ImageNet mean
-    pre = Preprocess((3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    pre = Preprocessing((3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     batch = torch.from_numpy(image.transpose(2, 0, 1)[None].copy())
     np.testing.assert_allclose(normalize_batch(batch, pre.mean, pre.std)[0].numpy(), pre.normalize(image),
                                rtol=0, atol=1e-6)
 
 
-def test_loaders_shard_every_sample_once(shapes):
+def test_shards_decode_every_sample_once(shapes):
     folder = index_image_folder(shapes / "train")
-    ds = ImageDataset(folder.paths, folder.labels, folder.classes, channels=1, prepare=PRE.resize)
-    seen = []
-    for rank in range(2):
-        loader = make_loader(ds, batch_size=5, rank=rank, world_size=2)
-        seen += [label for _, labels in loader for label in labels.tolist()]
-    assert sorted(seen) == sorted(folder.labels)
+    seen, decoded = [], 0
+    for rank in range(2):  # each process builds (decodes) only its own shard
+        shard = folder.subset(shard_indices(len(folder), rank=rank, world_size=2))
+        ds = ImageDataset(shard.paths, shard.labels, folder.classes, channels=1, prepare=PRE.resize)
+        decoded += len(ds)
+        seen += [label for _, labels in make_loader(ds, batch_size=5) for label in labels.tolist()]
+    assert sorted(seen) == sorted(folder.labels) and decoded == len(folder)
+    # training shards: equal sizes (every process takes the same steps), all samples covered
+    train_shards = [shard_indices(len(folder), rank=r, world_size=2, seed=3, shuffle=True) for r in range(2)]
+    assert len(train_shards[0]) == len(train_shards[1]) == -(-len(folder) // 2)
+    assert set(np.concatenate(train_shards)) == set(range(len(folder)))
     assert list(ShardSampler(5, rank=1, world_size=2)) == [1, 3]
+    ds = ImageDataset(folder.paths, folder.labels, folder.classes, channels=1, prepare=PRE.resize)
     train = make_loader(ds, batch_size=16, train=True, seed=0)
     train.sampler.set_epoch(0)
     order0 = [labels.tolist() for _, labels in train]

@@ -36,7 +36,7 @@ def test_freeze_n_and_the_backbone_learning_rate():
     trainable_blocks = {n.split(".")[0] + "." + n.split(".")[1] if n.startswith("layer") else n.split(".")[0]
                         for n, p in model.named_parameters() if p.requires_grad}
     assert trainable_blocks == {"layer4.0", "layer4.1", "fc"}
-    groups = parameter_groups(model, head=entry.head, lr=0.01, weight_decay=1e-4, backbone_lr_scale=0.1)
+    groups = parameter_groups(model, heads=entry.head, lr=0.01, weight_decay=1e-4, backbone_lr_scale=0.1)
     by_name = {g["name"]: g for g in groups}
     assert by_name["head"]["lr"] == 0.01 and by_name["backbone"]["lr"] == pytest.approx(0.001)
     assert by_name["backbone_no_decay"]["weight_decay"] == 0.0       # BN weights and biases

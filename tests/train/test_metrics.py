@@ -7,9 +7,10 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion, precision_recall_fscore_support
 
 from cnntool.errors import UsageError
-from cnntool.train.classify import lr_factor, next_run_dir
+from cnntool.train.optim import lr_factor
+from cnntool.train.runner import next_run_dir
 from cnntool.train.config import TrainConfig, parse_freeze
-from cnntool.train.metrics import classification_report, confusion_matrix
+from cnntool.metrics.classification import classification_report, confusion_matrix
 
 
 def test_confusion_and_report_match_scikit_learn():

@@ -9,9 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cnntool.data.preprocessing import Preprocessing
 from cnntool.cli.main import app
-from cnntool.models.checkpoint import load_checkpoint, load_checkpoint_model
-from cnntool.train.classify import EPOCH_FIELDS, train_classifier
+from cnntool.models.checkpoint import load_checkpoint
+from cnntool.models.loading import load
+from cnntool.train.runner import epoch_fields, train
+from cnntool.train.tasks.classify import ClassifyTask
 from cnntool.train.config import TrainConfig
 
 runner = CliRunner()
@@ -47,11 +50,11 @@ def test_train_writes_a_complete_run_folder(shapes, tmp_path):
     assert 0.0 <= summary["best_val_accuracy"] <= 1.0
     assert {p.name for p in out.iterdir()} == RUN_FILES
     csv_lines = (out / "metrics.csv").read_text().splitlines()
-    assert csv_lines[0].split(",") == list(EPOCH_FIELDS) and len(csv_lines) == 3
+    assert csv_lines[0].split(",") == list(epoch_fields(ClassifyTask())) and len(csv_lines) == 3
     assert [r["epoch"] for r in epoch_results(out)] == [1, 2]
     config = json.loads((out / "config.json").read_text())
     assert config["arch"] == "lenet5" and config["epochs"] == 2 and config["aug"]["hflip"] is False
-    loaded = load_checkpoint_model(out / "best.pt", expect_task="classification")
+    loaded = load(str(out / "best.pt"), task="classification")
     assert loaded.classes == ["cross", "disk", "square"]
     assert loaded.checkpoint["metrics"]["val_accuracy"] == summary["best_val_accuracy"]
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -70,7 +73,7 @@ def test_killed_run_resumed_ends_with_the_same_weights(shapes, tmp_path):
     """EMA, mixup and a cosine schedule all carry state across the interruption."""
     cfg = TrainConfig(data=str(shapes), arch="lenet5", out=str(tmp_path / "whole"), epochs=3, batch_size=16,
                       ema=0.9, mixup=0.2, seed=1)
-    train_classifier(cfg)
+    train(cfg)
 
     class Killed(Exception):
         pass
@@ -80,7 +83,7 @@ def test_killed_run_resumed_ends_with_the_same_weights(shapes, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train_classifier(dataclasses.replace(cfg, out=str(tmp_path / "cut")), on_epoch=kill_after_two)
+        train(dataclasses.replace(cfg, out=str(tmp_path / "cut")), on_epoch=kill_after_two)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 2
 
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "cut"), "--format", "jsonl"])
@@ -121,9 +124,9 @@ def test_resume_extends_a_finished_run_with_more_epochs(shapes, tmp_path, monkey
     starting_lrs = []
     train_one_epoch = loop.train_one_epoch
 
-    def recording(model, loader, optimizer, settings):
+    def recording(model, loader, optimizer, settings, step):
         starting_lrs.append(optimizer.param_groups[0]["lr"])
-        return train_one_epoch(model, loader, optimizer, settings)
+        return train_one_epoch(model, loader, optimizer, settings, step)
 
     monkeypatch.setattr(loop, "train_one_epoch", recording)
     result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "3", "--device", "cpu",
@@ -250,7 +253,7 @@ def test_finetune_puts_a_new_head_on_a_frozen_backbone(bars, source_checkpoint, 
     for key, tensor in source.items():
         if not key.startswith("11."):
             assert torch.equal(tensor, tuned["state_dict"][key]), key
-    assert load_checkpoint_model(tmp_path / "tuned" / "best.pt").classes == ["hbar", "vbar"]
+    assert load(str(tmp_path / "tuned" / "best.pt")).classes == ["hbar", "vbar"]
 
 
 def test_finetune_last_n_blocks_trains_only_those(bars, source_checkpoint, tmp_path):
@@ -269,7 +272,7 @@ def test_finetune_refuses_a_checkpoint_for_another_task(bars, tmp_path):
 
     path = tmp_path / "detector.pt"
     save_checkpoint(path, make_checkpoint(lenet5(), arch="lenet5", task="detection", classes=list("0123456789"),
-                                          input_size=(1, 32, 32), mean=(0.5,), std=(0.5,)))
+                                          preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,))))
     result = finetune(bars, path, tmp_path / "tuned")
     assert result.exit_code == 2
     assert "detection" in result.stderr and "Traceback" not in result.output
@@ -292,8 +295,8 @@ def test_test_split_is_scored_with_the_best_model(shapes_copy, tmp_path):
 
 
 def test_uncached_data_through_loader_workers_gives_the_same_run(shapes, tmp_path):
-    cached = runner.invoke(app, train_args(shapes, tmp_path / "cached", "--cache", "on", "--workers", "0", "--threads", "1"))
-    lazy = runner.invoke(app, train_args(shapes, tmp_path / "lazy", "--cache", "off", "--workers", "1", "--threads", "1"))
+    cached = runner.invoke(app, train_args(shapes, tmp_path / "cached", "--cache-images", "on", "--workers", "0", "--threads", "1"))
+    lazy = runner.invoke(app, train_args(shapes, tmp_path / "lazy", "--cache-images", "off", "--workers", "1", "--threads", "1"))
     assert cached.exit_code == 0 and lazy.exit_code == 0, lazy.output
     assert json.loads((tmp_path / "lazy" / "config.json").read_text())["machine"]["workers"] == 1
     assert epoch_results(tmp_path / "cached") == epoch_results(tmp_path / "lazy")
