@@ -30,14 +30,13 @@ runs its masked images through the model in batches.
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from cnntool.errors import UsageError
+from cnntool.infer.hooks import LayerTap, forward_recording_from, frozen, model_logits, resolve_layer
 
 #: Heatmap methods, in the order the docs list them.
 CAM_METHODS = ("cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "scorecam", "eigencam")
@@ -57,9 +56,6 @@ _SCORECAM_EPS = 1e-8
 AUG_FLIPS = (False, True)
 AUG_FACTORS = (1.0, 0.9, 1.1)
 
-#: Fractions of the pixels removed by :func:`faithfulness_scores`, most (MoRF) or least (LeRF)
-#: relevant first.
-ROAD_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 @dataclass
@@ -103,143 +99,6 @@ def canonical_method(method: str, choices: Sequence[str] = CAM_METHODS, *, optio
     if key not in choices:
         raise UsageError(f"unknown {option} {method!r}", hint="use one of: " + ", ".join(choices))
     return key
-
-
-def resolve_layer(model, name: str):
-    """The submodule called ``name`` (a dotted path from ``model.named_modules()``).
-
-    Raises
-    ------
-    UsageError
-        When there is no such layer; the hint lists the close names and the valid ones.
-
-    Examples
-    --------
-    >>> import torch.nn as nn
-    >>> resolve_layer(nn.Sequential(nn.Conv2d(1, 2, 3)), "0")
-    Conv2d(1, 2, kernel_size=(3, 3), stride=(1, 1))
-    """
-    from cnntool.models.surgery import get_layer
-
-    if name:
-        try:
-            return get_layer(model, name)
-        except KeyError:
-            pass
-    names = [n for n, _ in model.named_modules() if n]
-    close = difflib.get_close_matches(name, names, n=5)
-    shown = names if len(names) <= 40 else [n for n in names if n.count(".") <= 1][:40]
-    hint = ""
-    if close:
-        hint += "close: " + ", ".join(close) + "; "
-    hint += "valid layers" + (" include" if len(shown) < len(names) else "") + ": " + ", ".join(shown)
-    if len(shown) < len(names):
-        hint += f" ... ({len(names)} in all; `cnntool models summary` lists them)"
-    raise UsageError(f"no layer {name!r} in this model", hint=hint)
-
-
-@contextlib.contextmanager
-def frozen(model) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter for the duration; both restored after."""
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    was_training = model.training
-    for p in params:
-        p.requires_grad_(False)
-    model.eval()
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
-        model.train(was_training)
-
-
-class _StopForward(Exception):
-    """Raised by a tap to end a forward pass early once the layer's output is captured."""
-
-
-class LayerTap:
-    """A forward hook on one layer that keeps its output (N, C, h, w).
-
-    Three ways to keep it:
-
-    * default: a detached copy (later in-place operations cannot change it);
-    * ``grad=True``: the output is replaced, for the rest of the forward pass, by a copy of a
-      fresh leaf tensor that requires grad. With frozen parameters that leaf is the only thing
-      the backward pass can reach, so it stops there. (The copy lets later in-place operations
-      such as ``ReLU(inplace=True)`` run, and keeps the leaf as the layer produced it.) When the
-      pass runs in inference mode, the hook leaves it, so only the layers after this one are
-      recorded for the backward pass (see :func:`forward_recording_from`).
-    * ``keep_graph=True``: the output itself, still attached to the graph that produced it
-      (for gradients with respect to the input).
-
-    With ``stop=True`` the forward pass ends right after the layer (:meth:`run` catches it).
-    """
-
-    def __init__(self, module, name: str, *, grad: bool = False, keep_graph: bool = False, stop: bool = False):
-        self.name = name
-        self.grad = grad
-        self.keep_graph = keep_graph
-        self.stop = stop
-        self.activation = None
-        self.calls = 0
-        self._after = contextlib.ExitStack()  # grad mode for the rest of the pass, closed by run()
-        self._handle = module.register_forward_hook(self._hook)
-
-    def _hook(self, module, inputs, output):
-        import torch
-
-        self.calls += 1
-        if not torch.is_tensor(output) or output.dim() != 4:
-            shape = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
-            raise UsageError(f"layer {self.name!r} outputs {shape}, not a feature map (N, C, H, W)",
-                             hint="pick a convolutional block, e.g. the registry's cam_layer")
-        result = None
-        if self.keep_graph:
-            self.activation = output
-        elif self.grad:
-            self._after.enter_context(torch.inference_mode(False))
-            self._after.enter_context(torch.enable_grad())
-            self.activation = output.detach().clone().requires_grad_(True)
-            result = self.activation.clone()
-        else:
-            self.activation = output.detach() if self.stop else output.detach().clone()
-        if self.stop:
-            raise _StopForward
-        return result
-
-    def run(self, model, x):
-        """``model(x)``; returns the model output, or None when the tap stopped the pass."""
-        self.calls = 0
-        try:
-            out = model(x)
-        except _StopForward:
-            out = None
-        finally:
-            self._after.close()
-        if self.calls > 1:
-            raise UsageError(f"layer {self.name!r} runs more than once per forward pass (a shared module)",
-                             hint="pick the block that contains it")
-        return out
-
-    def remove(self) -> None:
-        self._handle.remove()
-
-    def __enter__(self) -> "LayerTap":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
-
-
-def _logits(output):
-    import torch
-
-    if torch.is_tensor(output) and output.dim() == 2:
-        return output
-    raise UsageError("the model does not return a (N, classes) tensor of class scores",
-                     hint="explain works on classification models")
 
 
 def check_targets(targets, num_classes: int):
@@ -341,10 +200,10 @@ def _cam_once(model, module, layer, x, targets, *, method, head, eigen_smooth, s
     grad_needed = method in GRADIENT_METHODS
     with LayerTap(module, layer, grad=grad_needed) as tap:
         if grad_needed:
-            logits = _logits(forward_recording_from(model, tap, x))
+            logits = model_logits(forward_recording_from(model, tap, x))
         else:
             with torch.inference_mode():
-                logits = _logits(tap.run(model, x))
+                logits = model_logits(tap.run(model, x))
         with torch.enable_grad() if grad_needed else torch.no_grad():
             targets = _resolve_targets(logits, targets)
             acts = tap.activation
@@ -399,7 +258,7 @@ def check_method(model, x, *, layer: str, method: str, head: str | None = None, 
     method = canonical_method(method)
     module = resolve_layer(model, layer)
     with frozen(model), torch.no_grad(), LayerTap(module, layer) as tap:
-        logits = _logits(tap.run(model, x))
+        logits = model_logits(tap.run(model, x))
     if target is not None:
         check_targets([target], logits.shape[1])
     _check_map_size(tap.activation, layer)
@@ -407,27 +266,6 @@ def check_method(model, x, *, layer: str, method: str, head: str | None = None, 
         if not head:
             raise UsageError("CAM needs the name of the Linear head", hint="the registry entry's head")
         cam_weights(model, tap.activation, logits, logits.argmax(1), head=head, layer=layer)
-
-
-def forward_recording_from(model, tap: LayerTap, x):
-    """``model(x)`` with autograd recording only from ``tap``'s layer (a ``grad=True`` tap) on.
-
-    The layers before it run in inference mode, the cheapest way PyTorch has to run them; the
-    tap's hook leaves inference mode, so the rest of the pass is recorded. A model that would
-    save a tensor from before the layer for the backward pass (a skip connection multiplied in
-    after it) cannot do that with inference tensors: it is run again with recording all along,
-    which is still cheap because the parameters are frozen.
-    """
-    import torch
-
-    try:
-        with torch.inference_mode():
-            return tap.run(model, x)
-    except RuntimeError as exc:
-        if "nference tensor" not in str(exc):
-            raise
-    with torch.enable_grad():
-        return tap.run(model, x)
 
 
 def _check_map_size(acts, layer: str) -> None:
@@ -509,7 +347,7 @@ def scorecam_weights(model, x, acts, targets, *, batch_size: int = 64):
             hi = flat.max(dim=1).values[:, None, None]
             masks = (up - lo) / (hi - lo + _SCORECAM_EPS)
             masked = x[i][None] * masks[:, None]
-            scores = _logits(model(masked))[:, targets[i]]
+            scores = model_logits(model(masked))[:, targets[i]]
             weights[i, start:start + batch_size] = scores.float()
     return torch.softmax(weights, dim=-1).to(acts.dtype)
 
@@ -546,133 +384,3 @@ def _minmax(cam):
     flat = cam.reshape(cam.shape[0], -1)
     cam = cam - flat.min(dim=1).values[:, None, None]
     return cam / (_NORM_EPS + cam.reshape(cam.shape[0], -1).max(dim=1).values[:, None, None])
-
-
-def faithfulness_scores(model, x, heatmaps, targets, *, fractions: Sequence[float] = ROAD_FRACTIONS,
-                        batch_size: int = 64, before=None) -> dict[str, np.ndarray]:
-    """ROAD-style confidence changes when the most or least relevant pixels are removed.
-
-    For each fraction f, the f most relevant pixels of each image (ranked by its heatmap; MoRF)
-    are removed, and so are the f least relevant ones (LeRF); removed pixels are filled in from
-    the kept ones (:func:`fill_from_kept`). The change in the softmax probability of the target
-    class is averaged over the fractions. A faithful heatmap loses much confidence under MoRF
-    and little under LeRF.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    x : torch.Tensor
-        (N, C, H, W) preprocessed inputs.
-    heatmaps : array-like
-        (N, H, W) heatmaps at the input size.
-    targets : sequence of int
-        Class per image.
-    fractions : sequence of float
-        Fractions of the pixels removed.
-    batch_size : int
-        Perturbed images per forward pass.
-    before : array-like, optional
-        (N,) the target classes' probabilities for ``x`` when already known (a CAM pass has
-        them); None computes them.
-
-    Returns
-    -------
-    dict
-        ``morf`` and ``lerf``: mean probability change (after - before), (N,) each;
-        ``road``: ``(lerf - morf) / 2`` (pytorch-grad-cam's ROADCombined; higher is more faithful).
-
-    Notes
-    -----
-    ROAD (Rong et al., 2022) fills removed pixels by noisy linear imputation, a sparse solve per
-    image and fraction. Push-pull interpolation (a pyramid fill, linear time and batched) is the
-    fast stand-in here: like ROAD it fills smoothly from the surrounding kept pixels, so the
-    shape of the removed region says little, but its numbers are not published ROAD numbers.
-
-    Examples
-    --------
-    >>> import torch, torch.nn as nn
-    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
-    >>> out = faithfulness_scores(net, torch.randn(2, 3, 8, 8), np.random.rand(2, 8, 8), [0, 1])
-    >>> sorted(out), out["road"].shape
-    (['lerf', 'morf', 'road'], (2,))
-    """
-    import torch
-
-    n, _, h, w = x.shape
-    targets = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=x.device)
-    heat = torch.as_tensor(np.asarray(heatmaps, dtype=np.float32), device=x.device).reshape(n, -1)
-    with frozen(model), torch.no_grad():
-        if before is None:
-            before = _target_probability(model, x, targets, batch_size)
-        else:
-            before = torch.as_tensor(np.asarray(before, dtype=np.float32), device=x.device)
-        order = torch.argsort(heat, dim=1, descending=True, stable=True)  # most relevant first
-        ranks = torch.empty_like(order)
-        ranks.scatter_(1, order, torch.arange(h * w, device=x.device).expand(n, -1))
-        changes = {"morf": [], "lerf": []}
-        for fraction in fractions:
-            k = int(round(fraction * h * w))
-            most = (ranks < k).reshape(n, 1, h, w)
-            least = (ranks >= h * w - k).reshape(n, 1, h, w)
-            for key, removed in (("morf", most), ("lerf", least)):
-                perturbed = fill_from_kept(x, ~removed)
-                after = _target_probability(model, perturbed, targets, batch_size)
-                changes[key].append(after - before)
-    morf = torch.stack(changes["morf"]).mean(0).cpu().numpy()
-    lerf = torch.stack(changes["lerf"]).mean(0).cpu().numpy()
-    return {"morf": morf, "lerf": lerf, "road": (lerf - morf) / 2}
-
-
-def fill_from_kept(x, keep):
-    """Replace the pixels where ``keep`` is False by a smooth fill from the kept ones (push-pull).
-
-    The kept pixels are averaged down an image pyramid (each level the mean of the kept pixels
-    below it), then the coarse means are interpolated back up into the holes. Kept pixels are
-    returned unchanged.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        (N, C, H, W).
-    keep : torch.Tensor
-        bool (N, 1, H, W).
-
-    Returns
-    -------
-    torch.Tensor
-        A new (N, C, H, W) tensor.
-
-    Examples
-    --------
-    >>> import torch
-    >>> x = torch.arange(16.).reshape(1, 1, 4, 4); keep = torch.ones(1, 1, 4, 4, dtype=torch.bool)
-    >>> keep[0, 0, 1:3, 1:3] = False
-    >>> out = fill_from_kept(x, keep)
-    >>> bool((out[keep.expand_as(x)] == x[keep.expand_as(x)]).all()), 0 < float(out[0, 0, 1, 1]) < 15
-    (True, True)
-    """
-    import torch
-    import torch.nn.functional as F
-
-    weight = keep.to(x.dtype)
-    if x.shape[-1] <= 1 and x.shape[-2] <= 1:
-        total = weight.sum(dim=(2, 3), keepdim=True)
-        return (x * weight).sum(dim=(2, 3), keepdim=True) / total.clamp(min=1.0)
-    num = F.avg_pool2d(x * weight, 2, ceil_mode=True)
-    den = F.avg_pool2d(weight, 2, ceil_mode=True)
-    coarse_keep = den > 0
-    coarse = num / den.clamp(min=1e-12)
-    filled = fill_from_kept(coarse, coarse_keep)
-    up = F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.where(keep, x, up)
-
-
-def _target_probability(model, x, targets, batch_size: int):
-    import torch
-
-    probs = []
-    for start in range(0, x.shape[0], batch_size):
-        logits = _logits(model(x[start:start + batch_size]))
-        p = torch.softmax(logits.float(), dim=1)
-        probs.append(p.gather(1, targets[start:start + batch_size, None])[:, 0])
-    return torch.cat(probs)

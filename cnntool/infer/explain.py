@@ -259,7 +259,7 @@ class Explainer:
     """
 
     def __init__(self, loaded, config: ExplainConfig):
-        from cnntool.infer.cam import resolve_layer
+        from cnntool.infer.hooks import resolve_layer
 
         self.loaded = loaded
         self.config = config
@@ -299,7 +299,7 @@ class Explainer:
 
     def faithfulness(self, x, cams) -> list[dict]:
         """Per-image ``{"morf", "lerf", "road"}`` for a batch and its :class:`CamBatch`."""
-        from cnntool.infer.cam import faithfulness_scores
+        from cnntool.infer.faithfulness import faithfulness_scores
 
         before = cams.probabilities[np.arange(len(cams.targets)), cams.targets]
         scores = faithfulness_scores(self.model, x, cams.heatmaps, cams.targets,
@@ -310,7 +310,7 @@ class Explainer:
         """The layer's activations for a batch: float32 (N, C, h, w) (the forward pass stops there)."""
         import torch
 
-        from cnntool.infer.cam import LayerTap, frozen
+        from cnntool.infer.hooks import LayerTap, frozen
 
         with frozen(self.model), torch.no_grad(), LayerTap(self.module, self.layer, stop=True) as tap:
             tap.run(self.model, x)

@@ -131,7 +131,7 @@ def first_conv_weight(model, name: str):
     """The weight (out, in, kh, kw) of the convolution at ``name`` (or the first Conv2d inside it)."""
     import torch.nn as nn
 
-    from cnntool.infer.cam import resolve_layer
+    from cnntool.infer.hooks import resolve_layer
 
     module = resolve_layer(model, name)
     if not isinstance(module, nn.Conv2d):
@@ -232,7 +232,7 @@ def maximize_channel(model, layer: str, channel: int, *, input_size, mean, std, 
     from torchvision.transforms.functional import gaussian_blur
 
     from cnntool.data.preprocessing import Preprocessing
-    from cnntool.infer.cam import LayerTap, frozen, resolve_layer
+    from cnntool.infer.hooks import LayerTap, frozen, resolve_layer
 
     module = resolve_layer(model, layer)
     c, h, w = (int(v) for v in input_size)

@@ -10,7 +10,7 @@ nn = torch.nn
 
 from cnntool.data.preprocessing import Preprocessing  # noqa: E402
 from cnntool.errors import UsageError  # noqa: E402
-from cnntool.infer.cam import faithfulness_scores, fill_from_kept  # noqa: E402
+from cnntool.infer.faithfulness import faithfulness_scores, fill_from_kept  # noqa: E402
 from cnntool.infer.explain import (  # noqa: E402
     canonical,
     method_suffix,
