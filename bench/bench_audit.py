@@ -17,6 +17,14 @@ Then the findings are compared on the checks the tools share, and what cnntool f
 them (its documented departures) is listed.
 
 Usage: python bench/bench_audit.py [--images 400] [--max-distance 4] [--keep DIR]
+
+``--precision`` measures something else: the false-alarm rate and the recall of the image checks
+on planted sets of 300 photo crops (275 clean crops of every photo scikit-image ships, among
+them soft content such as the ``cell`` micrograph, the ``retina`` fundus photo and the
+motion-blurred ``clock``; 25 planted problems: moderate blur, dark, washed out, over-exposed,
+flat, gray stored as RGB; see ``tests/audit/photo_set.py``), for cnntool now, cnntool's absolute
+blur rule alone (``-t blurry_relative=0``, the rule before the folder comparison) and CleanVision:
+``python bench/bench_audit.py --precision [--seeds 0 1 2] [--no-cleanvision]``.
 """
 
 from __future__ import annotations
@@ -145,15 +153,85 @@ def cnntool_findings(stdout: str) -> tuple[dict, dict]:
     return {k: sorted(v) for k, v in flags.items()}, summary
 
 
+def precision(seeds, cleanvision: bool) -> None:
+    """False alarms and recall on planted photo sets: cnntool, its absolute blur rule, CleanVision."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.audit.photo_set import PLANTED_CHECK, make_photo_set, score
+
+    from cnntool.audit.config import build_config
+    from cnntool.audit.pipeline import run_audit
+    from cnntool.data.sources import resolve_inputs
+
+    totals: dict[str, dict] = {}
+    for seed in seeds:
+        work = Path(tempfile.mkdtemp(prefix="bench_audit_precision_"))
+        try:
+            truth = make_photo_set(work, seed=seed)
+            runs = {}
+            for name, thresholds in (("cnntool", {}), ("cnntool, absolute blur rule", {"blurry_relative": 0})):
+                result = run_audit(resolve_inputs([str(work)]), build_config(thresholds=thresholds), workers=2)
+                runs[name] = result.records
+            if cleanvision:
+                runs["CleanVision"] = _cleanvision_records(work)
+            for name, records in runs.items():
+                t = totals.setdefault(name, {"alarms": 0, "blurry": 0, "clean": 0, "recall": {}})
+                blurry, any_check = score(records, truth, check="blurry"), score(records, truth)
+                t["blurry"] += len(blurry["false_alarms"])
+                t["alarms"] += len(any_check["false_alarms"])
+                t["clean"] += blurry["clean"]
+                for kind, (hit, n) in any_check["recall"].items():
+                    old = t["recall"].get(kind, (0, 0))
+                    t["recall"][kind] = (old[0] + hit, old[1] + n)
+                alarms = sorted({truth[n][1] for n in blurry["false_alarms"]})
+                flagged = {Path(r["path"]).name for r in records if r["check"] == "blurry"}
+                missed = sorted(src for n, (kind, src) in truth.items() if kind == "blurred" and n not in flagged)
+                print(f"seed {seed} {name:<28} blurry false alarms {len(blurry['false_alarms']):3d}/{blurry['clean']}"
+                      f" ({', '.join(alarms) or '-'}); blurred crops missed: {', '.join(missed) or '-'}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{'':<30}{'blurry FA':>14}{'any-check FA':>15}  recall per planted kind")
+    for name, t in totals.items():
+        recall = ", ".join(f"{k} {h}/{n}" for k, (h, n) in t["recall"].items())
+        print(f"{name:<30}{t['blurry']:5d}/{t['clean']} {100 * t['blurry'] / t['clean']:4.1f}%"
+              f"{t['alarms']:5d}/{t['clean']} {100 * t['alarms'] / t['clean']:4.1f}%  {recall}")
+    print("(any-check FA: a clean crop with any image finding; clean cell crops are dark by CleanVision's "
+          f"definition too. Planted checks: {PLANTED_CHECK})")
+
+
+def _cleanvision_records(folder: Path) -> list[dict]:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    from cleanvision import Imagelab
+
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        lab = Imagelab(data_path=str(folder))
+        lab.find_issues(verbose=False)
+    checks = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
+    return [{"path": path, "check": check} for check in checks
+            for path in lab.issues.index[lab.issues[f"is_{check}_issue"]]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--max-distance", type=int, default=4)
     parser.add_argument("--keep", help="build the folder here and keep it")
     parser.add_argument("--by-hand", nargs=2, metavar=("FOLDER", "OUT_JSON"), help=argparse.SUPPRESS)
+    parser.add_argument("--precision", action="store_true", help="false alarms and recall on planted photo sets")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--precision: one set per seed")
+    parser.add_argument("--no-cleanvision", action="store_true", help="--precision: skip CleanVision")
     args = parser.parse_args()
     if args.by_hand:
         by_hand(*args.by_hand, args.max_distance)
+        return
+    if args.precision:
+        precision(args.seeds, not args.no_cleanvision)
         return
 
     work = Path(tempfile.mkdtemp(prefix="bench_audit_"))

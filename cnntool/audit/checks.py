@@ -36,6 +36,17 @@ Where cnntool departs from CleanVision, on purpose:
   edges as sharp as the pixel grid; see :func:`sharpness`). CleanVision's 64-pixel thumbnail
   hides moderate blur on anything larger than a thumbnail. Images too flat to judge (gradient
   under :data:`SHARPNESS_MIN_GRADIENT` at quarter resolution) get sharpness 1.
+
+  Soft *content* is not lost detail: a microscope image, a fundus photo or a motion-blurred
+  clock face is as soft as a blurred photo, pixel for pixel, and no measurement of one image
+  tells them apart. So a soft image is flagged only when it has also lost detail against the
+  folder: its sharpness is under ``blurry_relative`` (0.75) times the median sharpness of the
+  :data:`SIMILAR_IMAGES` images that look most like it (nearest in :func:`appearance`: the
+  mean and spread of CIELAB colour and how busy it looks on a 16-pixel thumbnail, which blur
+  barely changes). A
+  blurred photo among sharp photos of its kind is flagged; a folder of soft micrographs is
+  not. ``-t blurry_relative=0`` drops the comparison (the absolute rule alone); an image
+  audited alone is judged by the absolute rule.
 - **light** is also flagged when the image is washed out, its median brightness above 0.90
   (threshold name ``light_median`` on the score ``1 - p50``), or blown out, a quarter of it
   above brightness 0.98 (``light_clipped`` on ``1 - p75``). CleanVision asks that even the
@@ -50,6 +61,10 @@ Where cnntool departs from CleanVision, on purpose:
 
 Setting ``blurry_sharpness``, ``light_median``, ``light_clipped`` and ``odd_size_ratio`` to 0 gives CleanVision's
 decisions exactly.
+
+Every threshold has a valid range (:data:`THRESHOLD_RANGES`, checked by
+:func:`check_threshold`): scores lie in [0, 1], so a threshold outside it (or NaN) could
+never flag anything or would flag everything.
 """
 
 from __future__ import annotations
@@ -61,12 +76,12 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Bump when a measurement changes meaning: cached measurements of other versions are ignored.
-MEASURE_VERSION = 1
+MEASURE_VERSION = 2
 
 #: What a measurement holds: a cached one without all of these is measured again.
 MEASUREMENT_KEYS = ("width", "height", "channels", "brightness_perc_5", "brightness_perc_50", "brightness_perc_75",
                     "brightness_perc_99", "entropy", "blurriness", "blurriness_grayscale_std", "sharpness",
-                    "channel_spread", "gray_std", "pixels")
+                    "channel_spread", "gray_std", "appearance", "pixels")
 
 #: The checks this module decides, in report order.
 IMAGE_CHECKS = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio")
@@ -97,6 +112,11 @@ SHARPNESS_MIN_GRADIENT = 16.0
 #: Images smaller than this (shorter side) are judged by the thumbnail score only.
 SHARPNESS_MIN_SIDE = 64
 
+#: Folder comparison of blur: how many look-alike images give the expected sharpness.
+SIMILAR_IMAGES = 5
+#: Side of the thumbnail whose CIELAB mean and spread describe an image's appearance.
+APPEARANCE_SIDE = 16
+
 #: A gray-level standard deviation under this makes an image uniform: its perceptual hash is
 #: noise, so it is kept out of near-duplicate groups (a black and a white frame hash alike).
 UNIFORM_STD = 2.0
@@ -114,12 +134,41 @@ class Thresholds:
     light_median: float = 0.10      # cnntool: 1 - median brightness under this (washed out)
     light_clipped: float = 0.02     # cnntool: 1 - 75th percentile brightness under this (blown out)
     blurry: float = 0.29            # CleanVision's thumbnail edge score under this
-    blurry_sharpness: float = 0.45  # cnntool: full-resolution sharpness under this
+    blurry_sharpness: float = 0.45  # cnntool: full-resolution sharpness under this...
+    blurry_relative: float = 0.75   # cnntool: ...and under this times that of look-alike images
     low_information: float = 0.30   # 0.1 * entropy under this (entropy < 3 bits)
     odd_aspect_ratio: float = 0.35  # min(w/h, h/w) under this
     odd_size_iqr: float = 3.0       # Tukey fence factor on sqrt(area), relative to the folder
     odd_size_ratio: float = 0.25    # cnntool: min(size, median) / max(size, median) under this
     grayscale: float = 0.01         # largest channel difference / 255 under this
+
+
+#: Valid (low, high) of each threshold; every score lies in [0, 1].
+THRESHOLD_RANGES = {
+    "dark": (0.0, 1.0), "light": (0.0, 1.0), "light_median": (0.0, 1.0), "light_clipped": (0.0, 1.0),
+    "blurry": (0.0, 1.0), "blurry_sharpness": (0.0, 1.0), "blurry_relative": (0.0, 1.0),
+    "low_information": (0.0, 1.0), "odd_aspect_ratio": (0.0, 1.0), "odd_size_iqr": (0.0, 100.0),
+    "odd_size_ratio": (0.0, 1.0), "grayscale": (0.0, 1.0),
+}
+
+
+def check_threshold(name: str, value) -> float:
+    """``value`` as a float, or ValueError naming the valid range (NaN, text and booleans too).
+
+    Examples
+    --------
+    >>> check_threshold("dark", 0.25)
+    0.25
+    >>> check_threshold("dark", 5)
+    Traceback (most recent call last):
+    ...
+    ValueError: dark must be a number in 0..1, got 5
+    """
+    low, high = THRESHOLD_RANGES[name]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in {low:g}..{high:g}, got {value!r}")
+    return float(value)
 
 
 def measure_image(image: np.ndarray, *, pil_image=None) -> dict:
@@ -138,8 +187,9 @@ def measure_image(image: np.ndarray, *, pil_image=None) -> dict:
     dict
         Plain JSON-able values: ``width``, ``height``, ``channels``, ``brightness_perc_5``,
         ``brightness_perc_50``, ``brightness_perc_75``, ``brightness_perc_99``, ``entropy``, ``blurriness``,
-        ``blurriness_grayscale_std``, ``sharpness``, ``channel_spread``, ``gray_std`` and
-        ``pixels`` (a digest of shape and pixel bytes, for exact duplicates).
+        ``blurriness_grayscale_std``, ``sharpness``, ``channel_spread``, ``gray_std``,
+        ``appearance`` (see :func:`appearance`) and ``pixels`` (a digest of shape and pixel
+        bytes, for exact duplicates).
 
     Examples
     --------
@@ -169,8 +219,27 @@ def measure_image(image: np.ndarray, *, pil_image=None) -> dict:
         "sharpness": sharpness(gray),
         "channel_spread": channel_spread(image),
         "gray_std": float(cv2.meanStdDev(gray)[1][0, 0]),
+        "appearance": appearance(image),
         "pixels": pixel_digest(image),
     }
+
+
+def valid_measurement(m) -> bool:
+    """Whether ``m`` is a whole measurement of this version (a cached value may be anything).
+
+    Examples
+    --------
+    >>> valid_measurement(measure_image(np.zeros((8, 8), np.uint8))), valid_measurement({"width": "8"})
+    (True, False)
+    """
+    if not isinstance(m, dict) or not all(k in m for k in MEASUREMENT_KEYS):
+        return False
+    numbers = [m[k] for k in MEASUREMENT_KEYS if k not in ("pixels", "appearance")]
+    look = m["appearance"]
+    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
+            and isinstance(m["pixels"], str) and isinstance(look, list) and len(look) == 7
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in look)
+            and m["width"] >= 1 and m["height"] >= 1)
 
 
 def brightness_percentiles(image: np.ndarray, percentiles=BRIGHTNESS_PERCENTILES) -> np.ndarray:
@@ -316,6 +385,58 @@ def _gradient_percentile(gray: np.ndarray, cv2) -> float:
     hist = cv2.calcHist([magnitude], [0], None, [_GRADIENT_BINS], [0, _GRADIENT_BINS]).ravel()
     rank = SHARPNESS_PERCENTILE / 100 * magnitude.size
     return float(np.searchsorted(np.cumsum(hist), rank))
+
+
+def appearance(image: np.ndarray) -> list[float]:
+    """What an image looks like from afar, on a 16-pixel thumbnail: the mean and standard
+    deviation of L, a and b (OpenCV's 8-bit CIELAB), and how busy it is (the mean absolute
+    difference of L between neighbouring thumbnail pixels). Blur of a few pixels barely moves
+    these numbers, so images close in them are look-alikes whatever their sharpness.
+
+    Examples
+    --------
+    >>> appearance(np.full((40, 40, 3), 255, np.uint8))
+    [255.0, 128.0, 128.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    import cv2
+
+    small = cv2.resize(image, (APPEARANCE_SIDE, APPEARANCE_SIDE), interpolation=cv2.INTER_AREA)
+    if small.ndim == 2:
+        small = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float64)
+    lightness = lab[:, :, 0]
+    busy = np.abs(np.diff(lightness, axis=0)).mean() + np.abs(np.diff(lightness, axis=1)).mean()
+    flat = lab.reshape(-1, 3)
+    return [round(float(v), 3) for v in (*flat.mean(axis=0), *flat.std(axis=0), busy)]
+
+
+def similar_sharpness(measurements: list[dict], *, k: int = SIMILAR_IMAGES) -> np.ndarray:
+    """For each image, the median sharpness of the ``k`` images that look most like it (nearest
+    in :func:`appearance`, itself excluded); NaN when it is alone.
+
+    Examples
+    --------
+    >>> m = [{"appearance": [v, 128, 128, 10, 1, 1, 5], "sharpness": s} for v, s in [(50, .9), (52, .3), (54, .8)]]
+    >>> similar_sharpness(m, k=2).round(2).tolist()
+    [0.55, 0.85, 0.6]
+    """
+    n = len(measurements)
+    out = np.full(n, np.nan)
+    if n < 2:
+        return out
+    from scipy.spatial import cKDTree
+
+    points = np.array([m["appearance"] for m in measurements], dtype=np.float64)
+    sharp = np.array([m["sharpness"] for m in measurements], dtype=np.float64)
+    k = min(k, n - 1)
+    _, index = cKDTree(points).query(points, k=k + 1)
+    index = index.reshape(n, k + 1)
+    mine = np.arange(n)
+    first = index[:, 0] == mine  # the image itself comes first, but for ties with exact copies
+    out[first] = np.median(sharp[index[first, 1:]], axis=1)
+    for i in np.flatnonzero(~first):
+        out[i] = float(np.median(sharp[[j for j in index[i] if j != i][:k]]))
+    return out
 
 
 def channel_spread(image: np.ndarray) -> int:
@@ -485,6 +606,8 @@ def image_findings(measurements: list[dict], thresholds: Thresholds, checks) -> 
     t = thresholds
     size_scores, size_threshold = odd_size_scores(measurements, iqr_factor=t.odd_size_iqr)
     ratio_scores, median_size = size_ratio_scores(measurements)
+    soft_alike = (similar_sharpness(measurements) if "blurry" in checks and t.blurry_sharpness > 0
+                  and t.blurry_relative > 0 else np.full(len(measurements), np.nan))
     findings: list[Finding] = []
     for i, m in enumerate(measurements):
         for check in IMAGE_CHECKS:
@@ -497,6 +620,8 @@ def image_findings(measurements: list[dict], thresholds: Thresholds, checks) -> 
                 found = found or _below(i, check, float(ratio_scores[i]), t.odd_size_ratio,
                                         f"{m['width']}x{m['height']}: sqrt(area) {side:.0f} against the "
                                         f"folder's median {median_size:.0f}")
+            elif check == "blurry":
+                found = _blurry(i, m, t, float(soft_alike[i]))
             else:
                 found = _DECIDE[check](i, m, t)
             if found is not None:
@@ -523,10 +648,18 @@ def _light(i: int, m: dict, t: Thresholds) -> Finding | None:
                            f"over-exposed: a quarter of pixels above brightness {m['brightness_perc_75']:.2f}")
 
 
-def _blurry(i: int, m: dict, t: Thresholds) -> Finding | None:
+def _blurry(i: int, m: dict, t: Thresholds, alike: float = math.nan) -> Finding | None:
     found = _below(i, "blurry", blurry_score(m), t.blurry, "few edges even on a 64-pixel thumbnail")
-    return found or _below(i, "blurry", m["sharpness"], t.blurry_sharpness,
-                           f"soft at full resolution: sharpness {m['sharpness']:.2f}")
+    if found or m["sharpness"] >= t.blurry_sharpness:
+        return found
+    if math.isnan(alike) or t.blurry_relative <= 0:
+        return _below(i, "blurry", m["sharpness"], t.blurry_sharpness,
+                      f"soft at full resolution: sharpness {m['sharpness']:.2f}")
+    if m["sharpness"] >= t.blurry_relative * alike:
+        return None  # as soft as the images that look like it: soft content, not lost detail
+    return _below(i, "blurry", m["sharpness"], t.blurry_sharpness,
+                  f"soft at full resolution: sharpness {m['sharpness']:.2f}, against {alike:.2f} for "
+                  f"the images that look most like it")
 
 
 def _low_information(i: int, m: dict, t: Thresholds) -> Finding | None:
@@ -547,7 +680,6 @@ def _odd_aspect_ratio(i: int, m: dict, t: Thresholds) -> Finding | None:
 _DECIDE = {
     "dark": _dark,
     "light": _light,
-    "blurry": _blurry,
     "low_information": _low_information,
     "grayscale": _grayscale,
     "odd_aspect_ratio": _odd_aspect_ratio,

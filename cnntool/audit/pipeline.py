@@ -27,7 +27,9 @@ The summary (last record in jsonl/csv, ``check == "summary"``; the CLI gives it 
 as every command's summary record) holds ``root`` (the folder audited), ``images``, ``readable``,
 ``counts`` per check, ``groups``, the effective ``thresholds``, the ``rules`` with their counts and
 whether each tripped, ``gate`` (passed/failed), ``classes`` (with --labels), and cache use
-(``measured``, ``from_cache``).
+(``measured``, ``from_cache``), ``notes`` (dataset-level observations, such as a grayscale
+dataset, which then gets no per-image ``grayscale`` findings) and ``caveats`` (reasons to trust a
+finding less, such as embeddings from random weights).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from cnntool.audit import checks as image_checks
 from cnntool.audit.config import ALL_CHECKS, AuditConfig
 from cnntool.audit.duplicates import (HASH_METHODS, HASH_VERSION, choose_keeper, connected_groups, exact_groups,
                                       hamming_pairs, pil_image_hash, similar_pairs)
+from cnntool.audit.quarantine import file_key
 from cnntool.audit.rules import evaluate_rules, parse_rules
 from cnntool.errors import InputError, UsageError
 
@@ -81,7 +84,7 @@ def _identity(iterable, **_):
 
 def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, against_items=None,
               device: str = "cpu", batch_size: int = 32, label: str = "", progress: Callable = _identity,
-              log: Callable[[str], None] = lambda message: None) -> AuditResult:
+              log: Callable[[str], None] = lambda message: None, keep: frozenset = frozenset()) -> AuditResult:
     """Audit resolved inputs.
 
     Parameters
@@ -103,6 +106,9 @@ def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, again
         ``progress(iterable, total=, desc=)`` -> iterable (a progress bar, or nothing).
     log : callable
         Receives one-line notes (which model embeds, skipped label checks).
+    keep : frozenset of str
+        :func:`~cnntool.audit.quarantine.file_key` of files that are always their duplicate
+        group's keeper (``--keep``).
 
     Returns
     -------
@@ -129,11 +135,17 @@ def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, again
     ok = [s for s in images if s.ok]
     records["corrupt"] = [_record(s.path, "corrupt", detail=s.error, error=s.error) for s in images if not s.ok]
     _image_records(ok, config, records)
+    notes = []
+    if len(ok) >= 2 and len(records["grayscale"]) == len(ok):  # a grayscale dataset, not gray images in one
+        records["grayscale"] = []
+        notes.append(f"every one of the {len(ok)} readable images is grayscale: a grayscale dataset, so no "
+                     f"image is flagged as grayscale")
+    caveats = [embedder.caveat] if embedder is not None and embedder.caveat else []
     problems = _problems(ok, records)
     if config.wants("exact_duplicates"):
-        groups["exact_duplicates"] = _exact_records(ok, records["exact_duplicates"], problems)
+        groups["exact_duplicates"] = _exact_records(ok, records["exact_duplicates"], problems, keep)
     if config.wants("near_duplicates"):
-        groups["near_duplicates"] = _near_records(ok, config, records["near_duplicates"], problems)
+        groups["near_duplicates"] = _near_records(ok, config, records["near_duplicates"], problems, keep)
     if config.wants("leaks") and against_items is not None:
         readable_others = [s for s in others if s.ok]
         for s in others:
@@ -165,6 +177,8 @@ def run_audit(items, config: AuditConfig, *, cache=None, workers: int = 2, again
         "measured": sum(1 for s in images + others if not s.from_cache),
         "from_cache": sum(1 for s in images + others if s.from_cache),
         "seconds": round(time.perf_counter() - started, 3),
+        "notes": notes,
+        "caveats": caveats,
     }
     if labels is not None:
         summary["classes"] = class_sizes
@@ -214,6 +228,12 @@ class _LazyEmbedder:
 
         self.spec, self.seed, self.device, self.log = spec, seed, device, log
         self.identity = model_identity(spec, seed=seed)
+        #: Said on the report page and on stderr, even when every embedding comes from the cache.
+        self.caveat = None
+        if ":random-seed" in self.identity:
+            self.caveat = (f"embeddings come from {spec} with random weights (seed {seed}), not a trained model: "
+                           f"label issues and CNN near duplicates are weak evidence; use a pretrained model "
+                           f"(-m {spec.partition(':')[0]}:DEFAULT, from the torch cache) or a trained checkpoint")
         self._embedder = None
         self._lock = threading.Lock()
 
@@ -225,10 +245,7 @@ class _LazyEmbedder:
 
                 device = str(resolve_device(self.device))
                 loaded = load_embedding_model(self.spec, device=device, seed=self.seed)
-                if loaded.source == "registry":
-                    self.log(f"embedding with {self.spec} (random weights, seed {self.seed}); a pretrained model "
-                             f"(-m NAME:DEFAULT) or a trained checkpoint finds more")
-                else:
+                if self.caveat is None:  # the caveat is said once, with the summary
                     self.log(f"embedding with {self.spec}")
                 self._embedder = Embedder(loaded, device=device)
             return self._embedder
@@ -272,7 +289,30 @@ class _Measurer:
                     pending = []
         if pending:
             self._embed(pending)
+        if self.embed_key:
+            self._reembed_odd_sizes(states)
         return states
+
+    def _reembed_odd_sizes(self, states: list[ImageState]) -> None:
+        """Cached embeddings of another length than the model gives are damage: embed those again."""
+        from collections import Counter
+
+        sizes = Counter(s.embedding.size for s in states if s.embedding is not None)
+        if len(sizes) < 2:
+            return
+        fresh = [s.embedding.size for s in states if s.embedding is not None and not s.from_cache]
+        size = fresh[0] if fresh else sizes.most_common(1)[0][0]
+        odd = [s for s in states if s.embedding is not None and s.embedding.size != size]
+        self.cache.report(f"the audit cache {self.cache.path} holds embeddings of the wrong size; "
+                          f"embedding {len(odd)} files again")
+        pending = []
+        for state in odd:
+            state.from_cache = False
+            _, prepared = self._decode_and_measure(state, [self.embed_key])
+            if prepared is not None:
+                pending.append((state, prepared))
+        for start in range(0, len(pending), self.batch_size):
+            self._embed(pending[start:start + self.batch_size])
 
     def _known_contents(self, states: list[ImageState]) -> dict[str, tuple[str, int, int, str | None]]:
         stats: dict[str, tuple[str, int, int, str | None]] = {}
@@ -300,24 +340,44 @@ class _Measurer:
         state.content = content
         wanted = [k for k in (self.props_key, self.hash_key, self.embed_key) if k]
         cached = self.cache.get_many([(content, k) for k in wanted]) if self.cache is not None else {}
+        cached = self._usable(cached, content)
         props = cached.get((content, self.props_key))
         if isinstance(props, dict) and "error" in props:
             state.error, state.from_cache = props["error"], True
             return state, None
-        if props is not None and not all(k in props for k in image_checks.MEASUREMENT_KEYS):
-            del cached[(content, self.props_key)]  # written by another cnntool: measure again
-            props = None
         missing = [k for k in wanted if (content, k) not in cached]
         if props is not None:
             state.measurement = props
         if self.hash_key and (content, self.hash_key) in cached:
-            state.hash = int(cached[(content, self.hash_key)])
+            state.hash = cached[(content, self.hash_key)]
         if self.embed_key and (content, self.embed_key) in cached:
             state.embedding = np.frombuffer(cached[(content, self.embed_key)], dtype=np.float32)
         if not missing:
             state.from_cache = True
             return state, None
         return self._decode_and_measure(state, missing)
+
+    def _usable(self, cached: dict, content: str) -> dict:
+        """Cached values that are what this cnntool writes; the others are measured again (a
+        measurement from an older cnntool silently, anything else reported once as damage)."""
+        out = {}
+        for (c, key), value in cached.items():
+            if key == self.props_key:
+                ok = (isinstance(value, dict) and isinstance(value.get("error"), str) and len(value) == 1
+                      or image_checks.valid_measurement(value))
+                if not ok and isinstance(value, dict) and set(value) < set(image_checks.MEASUREMENT_KEYS):
+                    continue  # an incomplete measurement (another cnntool's): measured again, no alarm
+            elif key == self.hash_key:
+                ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64
+            else:
+                ok = isinstance(value, bytes) and value and len(value) % 4 == 0 and bool(
+                    np.isfinite(np.frombuffer(value, dtype=np.float32)).all())
+            if ok:
+                out[(c, key)] = value
+            else:
+                self.cache.report(f"the audit cache {self.cache.path} holds a {key.split(':')[0]} value that is "
+                                  f"not what cnntool writes; measuring those files again")
+        return out
 
     def _content(self, state: ImageState, stat) -> str:
         from cnntool.data.sources import content_digest
@@ -388,10 +448,12 @@ def _problems(ok: list[ImageState], records: dict) -> list[int]:
 
 
 def _group_records(ok: list[ImageState], groups: list[list[int]], check: str, threshold, nearest: dict,
-                   describe: Callable[[int, int], str], problems: list[int]) -> list[dict]:
+                   describe: Callable[[int, int], str], problems: list[int], keep: frozenset = frozenset()
+                   ) -> list[dict]:
     out = []
     for number, group in enumerate(groups, start=1):
-        keeper = choose_keeper(group, [s.measurement for s in ok], problems)
+        kept = [m for m in group if keep and file_key(ok[m].path) in keep]  # the keep-list decides first
+        keeper = choose_keeper(kept or group, [s.measurement for s in ok], problems)
         for member in group:
             detail = f"keep (group of {len(group)})" if member == keeper else describe(member, keeper)
             out.append(_record(ok[member].path, check, score=nearest[member], threshold=threshold, group=number,
@@ -399,11 +461,11 @@ def _group_records(ok: list[ImageState], groups: list[list[int]], check: str, th
     return out
 
 
-def _exact_records(ok: list[ImageState], out: list[dict], problems: list[int]) -> int:
+def _exact_records(ok: list[ImageState], out: list[dict], problems: list[int], keep: frozenset) -> int:
     groups = exact_groups([s.measurement["pixels"] for s in ok])
     nearest = {m: 0 for g in groups for m in g}
     out.extend(_group_records(ok, groups, "exact_duplicates", 0, nearest,
-                              lambda m, k: f"same pixels as {ok[k].path}", problems))
+                              lambda m, k: f"same pixels as {ok[k].path}", problems, keep))
     return len(groups)
 
 
@@ -432,7 +494,8 @@ def _near_threshold(config: AuditConfig):
     return round(1.0 - config.min_similarity, 6) if config.dedup == "cnn" else config.max_distance
 
 
-def _near_records(ok: list[ImageState], config: AuditConfig, out: list[dict], problems: list[int]) -> int:
+def _near_records(ok: list[ImageState], config: AuditConfig, out: list[dict], problems: list[int],
+                  keep: frozenset) -> int:
     i, j, distance = _near_pairs(ok, config)
     groups = connected_groups(len(ok), np.asarray(i), np.asarray(j))
     if config.wants("exact_duplicates"):  # a group whose members all have the same pixels is reported there
@@ -449,7 +512,8 @@ def _near_records(ok: list[ImageState], config: AuditConfig, out: list[dict], pr
         how = f"distance {d:g}" if d is not None else "through other members"
         return f"near duplicate of {ok[keeper].path} ({how})"
 
-    out.extend(_group_records(ok, groups, "near_duplicates", _near_threshold(config), nearest, describe, problems))
+    out.extend(_group_records(ok, groups, "near_duplicates", _near_threshold(config), nearest, describe, problems,
+                              keep))
     return len(groups)
 
 

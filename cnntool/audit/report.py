@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 #: Longest side of a thumbnail, in pixels.
 THUMBNAIL_SIDE = 160
@@ -45,16 +47,24 @@ _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 24px 48px;color:#222;background:#fafafa}
 h1{margin:20px 0 4px}h2{margin:28px 0 4px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .about{color:#555;margin:4px 0 12px}.passed{color:#17692b;font-weight:600}.failed{color:#b00020;font-weight:600}
+.caveat{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;border-radius:4px}
+.note{background:#eef4fb;border:1px solid #9cb8d8;padding:8px 12px;border-radius:4px}
+section.gate-failed{border-left:4px solid #b00020;padding-left:12px}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
-td.n{text-align:right}tr.tripped td{background:#fde8ea}
+td.n{text-align:right}tr.tripped td{background:#fde8ea}td.file{overflow-wrap:normal;word-break:normal}
+.bar{display:inline-block;height:10px;background:#5b8bd0}
 .grid,.row{display:flex;flex-wrap:wrap;gap:10px}.row{flex-wrap:nowrap;overflow-x:auto;padding-bottom:6px}
-figure{margin:0;width:172px;background:#fff;border:1px solid #ddd;border-radius:4px;padding:5px;flex:none}
+figure{margin:0;min-width:160px;max-width:320px;width:min-content;background:#fff;border:1px solid #ddd;
+border-radius:4px;padding:5px;flex:none}
 figure.keeper{border:3px solid #17692b;padding:3px}figure.other{border-style:dashed}
 figure img{display:block;max-width:160px;max-height:160px;margin:0 auto}
+figure img.enlarged{image-rendering:pixelated;image-rendering:crisp-edges;image-rendering:pixelated}
 .noimg{width:160px;height:90px;display:flex;align-items:center;justify-content:center;background:#eee;color:#777}
-figcaption{font-size:12px;word-break:break-all;margin-top:4px}.score{color:#555}
+figcaption{font-size:12px;overflow-wrap:normal;word-break:normal;hyphens:none;margin-top:4px;min-width:160px}
+.long{overflow-wrap:anywhere}.score{color:#555}
 .group{margin:10px 0 16px}.group h3{font-size:13px;margin:0 0 4px;color:#444}
-.arrow{align-self:center;font-size:22px;color:#888}nav a{margin-right:10px}
+.arrow{align-self:center;font-size:22px;color:#888}nav{margin:12px 0}nav a{margin-right:10px}
+nav a.failed{color:#b00020}
 pre{background:#fff;border:1px solid #ddd;padding:8px}
 """
 
@@ -83,6 +93,7 @@ def summary_lines(result) -> list[str]:
         lines.append("  ".join([r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].rjust(widths[2]), r[3]]).rstrip())
     if s.get("classes"):
         lines.append("classes: " + ", ".join(f"{c} {n}" for c, n in s["classes"].items()))
+    lines += [f"note: {n}" for n in s.get("notes", ())]  # caveats are warnings: the CLI says them
     tripped = [r for r in s["rules"] if r["tripped"]]
     if tripped:
         lines.append("gate: FAILED by " + "; ".join(f"{r['rule']} (found {r['count']})" for r in tripped))
@@ -109,6 +120,8 @@ def _threshold_text(check: str, summary: dict) -> str:
         text = f"score < {t[check]}"
         for name in extra.get(check, ()):
             text += f" or {name} < {t[name]}"
+        if check == "blurry" and t.get("blurry_sharpness") and t.get("blurry_relative"):
+            text += f" and < {t['blurry_relative']} x that of look-alikes"
         return text
     if check == "class_imbalance" and "class_imbalance" in t:
         return f"size / largest < {t['class_imbalance']}"
@@ -121,48 +134,106 @@ def _groups_text(n: int | None) -> str:
 
 # --- HTML --------------------------------------------------------------------------------
 
-def render_html(result, *, thumbnail: Callable[[str], str | None] | None = None, title: str = "cnntool audit") -> str:
+class Thumbnail(NamedTuple):
+    """A thumbnail as a data URI, with its size in pixels."""
+
+    uri: str
+    width: int
+    height: int
+
+
+def render_html(result, *, thumbnail: Callable[[str], Thumbnail | None] | None = None,
+                title: str = "cnntool audit") -> str:
     """The report as one HTML string.
+
+    The page reads top down in the order a person acts: the verdict, any caveat (random
+    weights...) and dataset note, the gate's rules, then the sections of the checks that failed
+    the gate, then the counts and every other section. Thumbnails of small images are enlarged
+    by a whole factor without smoothing (``image-rendering: pixelated``); file names break only
+    at path separators, ``_`` and ``-``.
 
     Parameters
     ----------
     result : AuditResult
     thumbnail : callable, optional
-        path -> data URI (or None when it cannot be shown); default: :func:`thumbnail_uri`.
+        path -> :class:`Thumbnail` (or None when it cannot be shown); default: :func:`make_thumbnail`.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> s = {"path": "data", "images": 1, "readable": 1, "counts": {"corrupt": 0, "dark": 1}, "thresholds": {"dark": 0.32},
+    ...      "rules": [{"rule": "dark", "count": 1, "tripped": True}], "gate": "failed", "caveats": ["random weights"]}
+    >>> r = {"path": "data/a_b.png", "check": "dark", "score": 0.1, "threshold": 0.32, "detail": ""}
+    >>> page = render_html(SimpleNamespace(summary=s, records=[r]), thumbnail=lambda p: None)
+    >>> page.index("random weights") < page.index("<section id='dark' class='gate-failed'>")
+    True
+    >>> "data/<wbr>a_<wbr>b.png" in page
+    True
     """
-    thumbnail = thumbnail or thumbnail_uri
+    thumbnail = thumbnail or make_thumbnail
     s = result.summary
     by_check: dict[str, list[dict]] = {}
     for record in result.records:
         by_check.setdefault(record["check"], []).append(record)
+    failing = _failing_checks(s, by_check)
+    order = [c for c in by_check if c in failing] + [c for c in by_check if c not in failing]
     parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>",
         f"<title>{_e(title)}: {_e(s['path'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f"<p>{_e(s['path'])} &middot; {s['images']} files, {s['readable']} readable &middot; gate: "
-        f"<span class={s['gate']}>{s['gate'].upper()}</span></p>",
-        _summary_table(s, by_check),
-        _rules_table(s),
+        f"<p class=verdict>{_e(s['path'])} &middot; {s['images']} files, {s['readable']} readable &middot; gate: "
+        f"<span class={s['gate']}>{s['gate'].upper()}</span>"
+        + (f" by {', '.join(_e(c) for c in failing)}" if failing else "") + "</p>",
     ]
-    if by_check:
-        links = "".join(f"<a href='#{c}'>{_e(c)} ({len(r)})</a>" for c, r in by_check.items())
+    for caveat in s.get("caveats", ()):
+        parts.append(f"<p class=caveat><b>Caveat:</b> {_e(caveat)}</p>")
+    for note in s.get("notes", ()):
+        parts.append(f"<p class=note><b>Note:</b> {_e(note)}</p>")
+    moved = s.get("quarantine")
+    if moved:
+        parts.append(f"<p class=note><b>Quarantine:</b> {moved['moved']} files moved to {_e(moved['folder'])}"
+                     + (f"; undo with <code>cnntool audit --restore {_e(moved['manifest'])}</code>"
+                        if moved.get("manifest") else "")
+                     + (f"; {moved['failed']} could not be moved" if moved.get("failed") else "") + "</p>")
+    parts.append(_rules_table(s))
+    if order:
+        links = "".join(f"<a href='#{c}'{' class=failed' if c in failing else ''}>{_e(c)} ({len(by_check[c])})</a>"
+                        for c in order)
         parts.append(f"<nav>{links}</nav>")
-    for check, records in by_check.items():
-        parts.append(f"<section id='{check}'><h2>{_e(check)} ({len(records)})</h2>"
-                     f"<p class=about>{_e(CHECK_ABOUT.get(check, ''))}</p>")
-        parts.append(_section(check, records, thumbnail))
-        parts.append("</section>")
+    sections = []
+    for check in order:
+        records = by_check[check]
+        mark = " class='gate-failed'" if check in failing else ""
+        flag = " <span class=failed>failed the gate</span>" if check in failing else ""
+        sections.append(f"<section id='{check}'{mark}><h2>{_e(check)} ({len(records)}){flag}</h2>"
+                        f"<p class=about>{_e(CHECK_ABOUT.get(check, ''))}</p>"
+                        + (_classes_table(s) if check in ("label_issues", "class_imbalance") else "")
+                        + _section(check, records, thumbnail) + "</section>")
+    first_other = sum(1 for c in order if c in failing)
+    parts += sections[:first_other]
+    parts.append("<h2>Counts</h2>" + _summary_table(s, by_check))
+    if s.get("classes") and not {"label_issues", "class_imbalance"} & set(by_check):
+        parts.append("<h2>Classes</h2>" + _classes_table(s))
+    parts += sections[first_other:]
     parts.append("<h2>Effective thresholds</h2><pre>" + _e(json.dumps(s["thresholds"], indent=2)) + "</pre>")
-    if s.get("classes"):
-        parts.append("<h2>Classes</h2><table><tr><th>class</th><th>images</th></tr>"
-                     + "".join(f"<tr><td>{_e(c)}</td><td class=n>{n}</td></tr>" for c, n in s["classes"].items())
-                     + "</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_html_report(path, result, *, max_pixels: int | None = None, workers: int = 2) -> None:
-    """Render thumbnails (in parallel) and write the report atomically."""
+def _failing_checks(s: dict, by_check: dict) -> list[str]:
+    """Checks with findings whose rule tripped (``any`` counts for every check with findings)."""
+    tripped = {r["rule"].split(">")[0].strip().lower() for r in s["rules"] if r["tripped"]}
+    if "any" in tripped:
+        return list(by_check)
+    return [c for c in by_check if c in tripped]
+
+
+def write_html_report(path, result, *, max_pixels: int | None = None, workers: int = 2,
+                      locate: dict[str, str] | None = None) -> None:
+    """Render thumbnails (in parallel) and write the report atomically; ``locate`` maps a
+    record's path to where the file is now (after ``--quarantine``)."""
+    locate = locate or {}
     from cnntool.data.loaders import thread_map
     from cnntool.data.writers import atomic_write_text
 
@@ -171,12 +242,14 @@ def write_html_report(path, result, *, max_pixels: int | None = None, workers: i
         for p in [record["path"], *(record.get("matches") or [])[:8]]:
             if record["check"] not in ("corrupt", "class_imbalance") and p not in wanted:
                 wanted.append(p)
-    uris = dict(zip(wanted, thread_map(lambda p: thumbnail_uri(p, max_pixels=max_pixels), wanted, workers=workers)))
-    atomic_write_text(path, render_html(result, thumbnail=lambda p: uris.get(p)))
+    thumbs = dict(zip(wanted, thread_map(lambda p: make_thumbnail(locate.get(p, p), max_pixels=max_pixels), wanted,
+                                         workers=workers)))
+    atomic_write_text(path, render_html(result, thumbnail=lambda p: thumbs.get(p)))
 
 
-def thumbnail_uri(path: str, *, max_pixels: int | None = None, side: int = THUMBNAIL_SIDE) -> str | None:
-    """A JPEG data URI of the image shrunk to fit ``side`` pixels, or None when it cannot be read."""
+def make_thumbnail(path: str, *, max_pixels: int | None = None, side: int = THUMBNAIL_SIDE) -> Thumbnail | None:
+    """The image shrunk to fit ``side`` pixels (a JPEG data URI), or, when it is smaller than
+    half of that, at its own pixels (PNG) for the page to enlarge; None when it cannot be read."""
     import cv2
 
     from cnntool.data.decode import decode_image
@@ -191,12 +264,31 @@ def thumbnail_uri(path: str, *, max_pixels: int | None = None, side: int = THUMB
     scale = min(1.0, side / max(h, w))
     if scale < 1.0:
         image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    h, w = image.shape[:2]
+    if max(h, w) <= side // 2:
+        return Thumbnail("data:image/png;base64," + base64.b64encode(encode_image(image, ".png")).decode("ascii"), w, h)
     data = encode_image(image, ".jpg", quality=THUMBNAIL_QUALITY)
-    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+    return Thumbnail("data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), w, h)
 
 
 def _e(value) -> str:
     return html.escape(str(value), quote=True)
+
+
+_BREAK_AFTER = re.compile(r"([/\\_\-])")
+#: A name part longer than this (no separator in it) may break anywhere rather than overflow.
+_LONGEST_PART = 40
+
+
+def _name(path: str) -> str:
+    """A file name for a caption: breaks allowed after path separators, ``_`` and ``-`` only."""
+    pieces = []
+    for piece in _BREAK_AFTER.split(str(path)):
+        text = _e(piece)
+        pieces.append(f"<span class=long>{text}</span>" if len(piece) > _LONGEST_PART else text)
+        if _BREAK_AFTER.fullmatch(piece or " "):
+            pieces.append("<wbr>")
+    return "".join(pieces)
 
 
 def _summary_table(s: dict, by_check: dict) -> str:
@@ -211,6 +303,19 @@ def _summary_table(s: dict, by_check: dict) -> str:
     return f"<table><tr><th>check</th><th>found</th><th>share</th><th>threshold</th></tr>{rows}</table>"
 
 
+def _classes_table(s: dict) -> str:
+    classes = s.get("classes") or {}
+    if not classes:
+        return ""
+    largest = max(classes.values()) or 1
+    total = sum(classes.values()) or 1
+    rows = "".join(f"<tr><td>{_e(c)}</td><td class=n>{n}</td><td class=n>{100.0 * n / total:.1f}%</td>"
+                   f"<td><span class=bar style='width:{round(120 * n / largest)}px'></span></td></tr>"
+                   for c, n in classes.items())
+    return (f"<table class=classes><tr><th>class</th><th>images</th><th>share</th><th></th></tr>{rows}"
+            f"<tr><td><b>all</b></td><td class=n><b>{sum(classes.values())}</b></td><td></td><td></td></tr></table>")
+
+
 def _rules_table(s: dict) -> str:
     rows = "".join(
         f"<tr class={'tripped' if r['tripped'] else 'ok'}>"
@@ -222,11 +327,11 @@ def _rules_table(s: dict) -> str:
 
 def _section(check: str, records: list[dict], thumbnail) -> str:
     if check == "corrupt":
-        rows = "".join(f"<tr><td>{_e(r['path'])}</td><td>{_e(r['error'])}</td></tr>" for r in records)
+        rows = "".join(f"<tr><td class=file>{_name(r['path'])}</td><td>{_e(r['error'])}</td></tr>" for r in records)
         return f"<table><tr><th>file</th><th>why it cannot be read</th></tr>{rows}</table>"
     if check == "class_imbalance":
-        rows = "".join(f"<tr><td>{_e(r['path'])}</td><td class=n>{r.get('count')}</td><td>{_e(r['detail'])}</td></tr>"
-                       for r in records)
+        rows = "".join(f"<tr><td class=file>{_name(r['path'])}</td><td class=n>{r.get('count')}</td>"
+                       f"<td>{_e(r['detail'])}</td></tr>" for r in records)
         return f"<table><tr><th>class folder</th><th>images</th><th></th></tr>{rows}</table>"
     if check in ("exact_duplicates", "near_duplicates"):
         return _groups(records, thumbnail)
@@ -269,10 +374,16 @@ def _score_line(r: dict) -> str:
 
 
 def _card(path: str, thumbnail, score: str, detail: str, *, keeper: bool = False, other: bool = False) -> str:
-    uri = thumbnail(path)
-    image = f"<img src='{uri}' alt=''>" if uri else "<div class=noimg>no preview</div>"
+    thumb = thumbnail(path)
+    if thumb is None:
+        image = "<div class=noimg>no preview</div>"
+    else:
+        uri, w, h = thumb if isinstance(thumb, tuple) else (thumb, 0, 0)
+        factor = max(1, THUMBNAIL_SIDE // max(w, h, 1)) if w else 1
+        size = f" width={w * factor} height={h * factor}" if w else ""
+        image = f"<img src='{uri}'{size}{' class=enlarged' if factor > 1 else ''} alt=''>"
     cls = " class=keeper" if keeper else " class=other" if other else ""
-    return (f"<figure{cls}>{image}<figcaption>{_e(path)}<br><span class=score>{score}</span>"
+    return (f"<figure{cls} title='{_e(path)}'>{image}<figcaption>{_name(path)}<br><span class=score>{score}</span>"
             f"{'<br>' + _e(detail) if detail else ''}</figcaption></figure>")
 
 

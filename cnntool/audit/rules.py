@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cnntool.errors import UsageError
+from cnntool.errors import UsageError, did_you_mean
 
 _RULE = re.compile(r"^\s*(?P<check>[a-z_]+)\s*(?:(?P<op>>=|>)\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<pct>%)?)?\s*$")
 
@@ -69,7 +69,8 @@ def parse_rules(specs, known_checks) -> list[Rule]:
     Raises
     ------
     UsageError
-        An unknown check or a malformed rule, with the accepted forms as the hint.
+        An unknown check, a malformed or empty rule, or a share that no count can pass
+        (``blurry>100%``, ``blurry>200%``), with the accepted forms as the hint.
 
     Examples
     --------
@@ -80,29 +81,36 @@ def parse_rules(specs, known_checks) -> list[Rule]:
     """
     rules: list[Rule] = []
     for spec in specs:
-        for part in str(spec).split(","):
-            if part.strip():
-                rules.append(_parse_one(part, known_checks))
+        parts = str(spec).split(",")
+        if not all(p.strip() for p in parts):
+            what = "an empty --fail-on rule" if not str(spec).strip() else f"an empty rule in --fail-on {spec!r}"
+            raise UsageError(what, hint=_FORMS)
+        rules.extend(_parse_one(part, known_checks) for part in parts)
     if not any(r.check in (IMPLICIT_RULE, "any") for r in rules):
         rules.append(Rule(IMPLICIT_RULE, IMPLICIT_RULE, implicit=True))
     return rules
 
 
+_FORMS = "write CHECK, CHECK>N, CHECK>=N or CHECK>N% (for example dark, near_duplicates>0, 'blurry>2%')"
+
+
 def _parse_one(text: str, known_checks) -> Rule:
     match = _RULE.match(text.lower())
-    hint = "write CHECK, CHECK>N, CHECK>=N or CHECK>N% (for example dark, near_duplicates>0, 'blurry>2%')"
     if not match:
-        raise UsageError(f"cannot read --fail-on rule {text.strip()!r}", hint=hint)
+        raise UsageError(f"cannot read --fail-on rule {text.strip()!r}", hint=_FORMS)
     check = match["check"]
     if check != "any" and check not in known_checks:
-        import difflib
-
-        close = difflib.get_close_matches(check, list(known_checks), n=1)
+        choices = sorted(known_checks) + ["any"]
         raise UsageError(f"unknown check {check!r} in --fail-on rule {text.strip()!r}",
-                         hint=f"did you mean {close[0]}?" if close else "checks: " + ", ".join(sorted(known_checks)))
+                         hint=did_you_mean(check, choices, fallback="checks: " + ", ".join(choices)))
     if match["op"] is None:
         return Rule(text.strip(), check)
-    return Rule(text.strip(), check, match["op"], float(match["value"]), bool(match["pct"]))
+    rule = Rule(text.strip(), check, match["op"], float(match["value"]), bool(match["pct"]))
+    if rule.percent and (rule.limit > 100 or (rule.limit == 100 and rule.op == ">")):
+        raise UsageError(f"--fail-on rule {rule.text!r} can never trip: a share is at most 100%",
+                         hint="a share rule takes 0 <= N < 100 with '>' (0 <= N <= 100 with '>='), "
+                              "for example 'blurry>2%'")
+    return rule
 
 
 def evaluate_rules(rules, counts: dict, total: int) -> list[RuleResult]:

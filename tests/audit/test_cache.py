@@ -1,8 +1,10 @@
 """The incremental cache: keyed on content and measurement version, atomic, shared safely."""
 
 import os
+import sqlite3
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from cnntool.audit.cache import CACHE_FILE, AuditCache, default_cache_dir
@@ -62,13 +64,72 @@ def test_corrupt_files_are_cached_too(planted, tmp_path):
     assert second[-1]["measured"] == 0
 
 
-def test_a_damaged_cache_is_not_fatal(planted, tmp_path):
-    (tmp_path / CACHE_FILE).write_bytes(b"this is not sqlite" * 100)
-    result = CliRunner().invoke(app, ["audit", str(planted), "--format", "jsonl", "--checks", "dark",
-                                      "--cache", str(tmp_path)])
-    assert result.exit_code == 1  # the corrupt inputs, not the cache
-    assert "warning: cannot use the cache" in result.stderr
-    assert records(result.stdout)[-1]["counts"]["dark"] == 2
+def _overwrite_pages(path):
+    data = bytearray(path.read_bytes())
+    data[4096:] = b"\x5a" * (len(data) - 4096)  # the header page survives, every other page is garbage
+    path.write_bytes(bytes(data))
+
+
+def _wrong_schema(path):
+    path.unlink()
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE files (name TEXT); CREATE TABLE results (k TEXT, v TEXT);")
+    db.close()
+
+
+def _bad_values(path):
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE results SET value = ?", (b"Jnot json {",))
+    db.close()
+
+
+def _wrong_types(path):
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT content, measure FROM results").fetchall()
+    with db:
+        for k, (content, measure) in enumerate(rows):
+            value = [b'J"text"', b"J[1, 2]", b'J{"width": "abc"}', b"Jnull", b"X??"][k % 5]
+            db.execute("UPDATE results SET value = ? WHERE content = ? AND measure = ?", (value, content, measure))
+    db.close()
+
+
+def _not_sqlite(path):
+    path.write_bytes(b"this is not sqlite" * 100)
+
+
+@pytest.mark.parametrize("damage", [_not_sqlite, _overwrite_pages, _wrong_schema, _bad_values, _wrong_types])
+def test_a_damaged_cache_warns_once_and_the_audit_is_that_of_a_clean_run(planted, tmp_path, damage):
+    runner = CliRunner()
+    args = ["audit", str(planted), "--format", "jsonl", "--checks", "dark,blurry,exact_duplicates,near_duplicates"]
+    clean = runner.invoke(app, [*args, "--no-cache"])
+    cache = tmp_path / "cache"
+    runner.invoke(app, [*args, "--cache", str(cache)])  # fill it
+    (cache / (CACHE_FILE + "-wal")).unlink(missing_ok=True)
+    damage(cache / CACHE_FILE)
+    result = runner.invoke(app, [*args, "--cache", str(cache)])
+    assert result.exit_code == clean.exit_code == 1, result.output  # the corrupt inputs, not the cache
+    assert "internal error" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "audit cache" in warnings[0], result.stderr
+    strip = lambda recs: [r for r in recs if r["check"] != "summary"]  # noqa: E731
+    assert strip(records(result.stdout)) == strip(records(clean.stdout))
+    assert records(result.stdout)[-1]["counts"] == records(clean.stdout)[-1]["counts"]
+    # the cache works again: the next run warns no more and is served from it
+    again = runner.invoke(app, [*args, "--cache", str(cache)])
+    assert "warning:" not in again.stderr and records(again.stdout)[-1]["measured"] == 0
+    assert strip(records(again.stdout)) == strip(records(clean.stdout))
+
+
+def test_a_damaged_cache_file_is_set_aside_not_deleted(tmp_path):
+    (tmp_path / CACHE_FILE).write_bytes(b"garbage" * 50)
+    said = []
+    cache = AuditCache(tmp_path, warn=said.append)
+    cache.put("c", "props:v1", {"a": 1})
+    cache.close()
+    assert (tmp_path / (CACHE_FILE + ".damaged")).read_bytes() == b"garbage" * 50
+    assert len(said) == 1 and "set it aside" in said[0]
+    assert AuditCache(tmp_path).get("c", "props:v1") == {"a": 1}
 
 
 def test_the_environment_picks_the_default_cache(planted, tmp_path):

@@ -128,7 +128,8 @@ def _fake(**values):
     m = {"width": 100, "height": 100, "channels": 3, "brightness_perc_5": 0.2, "brightness_perc_75": 0.6,
          "brightness_perc_99": 0.9, "brightness_perc_50": 0.45, "entropy": 7.0, "blurriness": 60.0,
          "blurriness_grayscale_std": 5.0,
-         "sharpness": 0.8, "channel_spread": 100, "gray_std": 40.0, "pixels": "x"}
+         "sharpness": 0.8, "channel_spread": 100, "gray_std": 40.0, "appearance": [120, 130, 125, 40, 5, 5, 9],
+         "pixels": "x"}
     m.update(values)
     return m
 

@@ -102,20 +102,21 @@ def test_embeddings_are_what_the_head_receives():
 def test_embeddings_pool_a_convolutional_head():
     import torch.nn as nn
 
+    from cnntool.data.preprocessing import Preprocessing
     from cnntool.models.embed import embed_images
     from cnntool.models.registry import ModelEntry
 
     model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 2, 1))
+    preprocessing = Preprocessing((3, 16, 16), (0.5,) * 3, (0.5,) * 3)
     entry = ModelEntry(name="tiny", task="classification", builder=lambda **k: model, family="t",
-                       input_size=(3, 16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=2, head="2",
-                       cam_layer="0", first_conv="0")
+                       preprocessing=preprocessing, num_classes=2, head="2", cam_layer="0", first_conv="0",
+                       reference_params=0)
 
     class Loaded:
         pass
 
     loaded = Loaded()
-    loaded.model, loaded.entry, loaded.input_size = model, entry, (3, 16, 16)
-    loaded.mean, loaded.std, loaded.resize_size, loaded.interpolation = (0.5,) * 3, (0.5,) * 3, None, "bilinear"
+    loaded.model, loaded.entry, loaded.preprocessing = model, entry, preprocessing
     features = embed_images([np.zeros((20, 20, 3), np.uint8)], loaded)
     assert features.shape == (1, 5)
 
@@ -138,13 +139,14 @@ def test_model_identity_names_the_weights(tmp_path):
 
 
 def test_embeddings_from_a_checkpoint(labelled, tmp_path):
+    from cnntool.data.preprocessing import Preprocessing
     from cnntool.models.checkpoint import make_checkpoint, save_checkpoint
     from cnntool.models.classic import lenet5
 
     path = tmp_path / "digits.pt"
     save_checkpoint(path, make_checkpoint(lenet5(num_classes=3, in_channels=1), arch="lenet5", task="classification",
-                                          classes=["night", "rare", "sky"], input_size=(1, 32, 32), mean=(0.5,),
-                                          std=(0.5,)))
+                                          classes=["night", "rare", "sky"],
+                                          preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,))))
     args = ["audit", str(labelled), "--labels", "-m", str(path), "--format", "jsonl", "--cache", str(tmp_path / "c")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

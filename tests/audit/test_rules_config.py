@@ -100,7 +100,7 @@ def test_config_file_under_an_audit_table(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("colour = 1\n", "unknown keys"),
+    ("colour = 1\n", "unknown key"),
     ("[thresholds]\ndarkness = 0.1\n", "unknown threshold"),
     ("dedup = 'md5'\n", "unknown --dedup"),
     ("max_distance = 70\n", "max-distance"),
