@@ -16,12 +16,15 @@ Records (one per input, in input order; these fields are stable, new ones may be
 ``output_shape``   shape of the float result; per axis ``floor((n + 2p - k_eff) / s) + 1``
 ``min``, ``max``   of the float result before any scaling to uint8 (float64; float32 on the
                    fast path of :mod:`cnntool.filters.batch`)
-``skipped``        true when the output existed and ``--overwrite`` was not given (nothing
-                   computed: shapes and range are null)
+``skipped``        true when the output existed, made with the same options from the same
+                   input, and ``--overwrite`` was not given (nothing computed: shapes and range
+                   are null); an output made otherwise is an ``error`` (hint: ``--overwrite``)
 ``error``          one-line reason the input failed, else null
 =================  ==========================================================================
 
-Exit codes: 0 all inputs done (or skipped), 1 some inputs failed, 2 bad options or op specs.
+Exit codes: 0 all inputs done (or skipped), 1 some inputs failed, 2 bad options or op specs,
+or no inputs found. Skipped outputs are counted on stderr; files this command recorded in ``-o``
+(its output ledger) are not taken as inputs when ``-o`` is inside an input folder.
 """
 
 from __future__ import annotations
@@ -120,7 +123,8 @@ def filter_command(
         return _print_op_list(output, explicit_format=format)
 
     from cnntool.data.loaders import thread_map
-    from cnntool.data.sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, resolve_inputs
+    from cnntool.data.sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, require_inputs, resolve_inputs
+    from cnntool.data.writers import skipped_message
     from cnntool.filters.batch import OUTPUT_EXTENSIONS, FilterJob, filter_file, plan_outputs
     from cnntool.filters.ops import ConvDefaults, chain_scale, keeps_size, parse_ops
 
@@ -141,13 +145,21 @@ def filter_command(
     job = FilterJob(ops=ops, color=color, scale=chain_scale(ops) if scale == "auto" else scale,
                     overwrite=overwrite, max_pixels=max_pixels, exact=exact)
     output.debug(f"ops: {job.text}; scale for images: {job.scale}")
-    items = resolve_inputs(inputs, extensions=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS)
+    extensions = IMAGE_EXTENSIONS | ARRAY_EXTENSIONS
+    items = resolve_inputs(inputs, extensions=extensions, exclude=out)
+    require_inputs(items, inputs, extensions=extensions, what="images or .npy arrays")
+    if items.excluded:
+        output.debug(f"{len(items.excluded)} earlier outputs in {out} are not taken as inputs")
     tasks = [(item, *plan) for item, plan in zip(items, plan_outputs(items, out, ext))]
     records = thread_map(lambda task: filter_file(task[0], job, task[1], task[2]), tasks,
                          workers=default_workers(workers))
+    skipped = 0
     for record in output.progress(records, total=len(tasks), desc="filter"):
+        skipped += bool(record["skipped"])
         output.emit(record)
     output.close()
+    if skipped:
+        output.log(skipped_message(skipped))
     output.summary("inputs")
     return output.exit_code
 

@@ -10,14 +10,15 @@ arrays for exact numeric work, and :func:`load_pixels` picks between the two by 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from cnntool.errors import InputError, one_line
-
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
+from cnntool.data.sources import describe_os_error, file_kind_problem
+from cnntool.errors import InputError, one_line
 
 #: Colour that transparent pixels are composited over: white, as a viewer shows them on a page.
 DEFAULT_BACKGROUND = (255, 255, 255)
@@ -55,7 +56,8 @@ def decode_image(
     Raises
     ------
     InputError
-        Missing, empty, non-image, corrupt, truncated or too-large files, with a one-line reason.
+        Missing, empty, non-image, corrupt, truncated or too-large files, symbolic link loops,
+        folders, named pipes and devices, unreadable files, with a one-line reason.
 
     Notes
     -----
@@ -77,12 +79,7 @@ def decode_image(
 
     path = os.fspath(path)
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise InputError(_os_reason(exc)) from None
-    if os.path.isdir(path):
-        raise InputError("is a directory, not an image")
+    size = _regular_file_size(path, what="an image")
     if size == 0:
         raise InputError("empty file (0 bytes)")
     try:
@@ -97,10 +94,12 @@ def decode_image(
             if fast is not None:
                 return fast
             im.load()
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # no copy when there is nothing to turn
             return _to_array(im, mode, background)
     except InputError:
         raise
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:  # opening, not decoding
+        raise InputError(describe_os_error(exc, path)) from None
     except UnidentifiedImageError:
         raise InputError("not an image (unrecognised or unsupported format)") from None
     except Image.DecompressionBombError as exc:
@@ -114,15 +113,33 @@ def decode_image(
         raise InputError("image too large to decode in memory") from None
 
 
+def _regular_file_size(path: str, *, what: str) -> int:
+    """The size of a regular file, or an InputError saying why ``path`` is not one (missing, a
+    symbolic link loop, a folder, a named pipe that would block a read...)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(describe_os_error(exc, path)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"is a directory, not {what}")
+    problem = file_kind_problem(st.st_mode)
+    if problem:
+        raise InputError(problem)
+    return st.st_size
+
+
 def _decode_with_opencv(im, path: str, mode: str) -> np.ndarray | None:
-    """Decode plain, complete 8-bit JPEG/PNG with OpenCV (faster than Pillow); None otherwise.
+    """Decode plain, complete 8-bit JPEG/PNG and 1-bit PNG with OpenCV (faster than Pillow, and
+    with no intermediate copies); None otherwise.
 
     Pillow has already read the header (size, mode, EXIF). Anything unusual (alpha, palette,
     16-bit, an EXIF rotation, a file that does not end where its format says it must) returns
     None, and Pillow decodes it with a precise error message if it is broken: OpenCV would
-    silently decode a truncated JPEG.
+    silently decode a truncated JPEG. 1-bit PNGs come out as 0 and 255, as Pillow makes them.
     """
-    if im.format not in ("JPEG", "PNG") or im.mode not in ("RGB", "L"):
+    if im.format not in ("JPEG", "PNG") or im.mode not in ("RGB", "L", "1"):
+        return None
+    if im.mode == "1" and im.format != "PNG":
         return None
     if im.format == "PNG" and ("transparency" in im.info or im.info.get("bits", 8) != 8):
         return None
@@ -135,7 +152,7 @@ def _decode_with_opencv(im, path: str, mode: str) -> np.ndarray | None:
     tail = data[-64:].rstrip(b"\x00\r\n ")
     if not tail.endswith(_JPEG_END if im.format == "JPEG" else _PNG_END):
         return None
-    gray_source = im.mode == "L"
+    gray_source = im.mode in ("L", "1")
     flags = cv2.IMREAD_GRAYSCALE if gray_source else _IMREAD_RGB
     array = cv2.imdecode(np.frombuffer(data, np.uint8), flags | cv2.IMREAD_IGNORE_ORIENTATION)
     if array is None or array.shape[:2] != (im.size[1], im.size[0]):
@@ -201,8 +218,12 @@ def _scale_to_uint8(arr: np.ndarray, peak: int) -> np.ndarray:
 
 
 def read_array(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
-    """Read a ``.npy`` array (2-D, or H x W x C with C in 1..4) without unpickling anything;
-    with ``max_pixels``, refuse one with more than that many pixels (H x W).
+    """Read a ``.npy`` array (2-D, or H x W x C with C in 1..4, real numbers or bool) without
+    unpickling anything; with ``max_pixels``, refuse one with more than that many pixels (H x W).
+
+    The header is checked before any data is read, so a bad or oversized array costs nothing:
+    every refusal is an :class:`InputError` with a plain one-line reason. Big-endian arrays come
+    back in native byte order.
 
     Examples
     --------
@@ -212,25 +233,69 @@ def read_array(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     (3, 3)
     """
     path = os.fspath(path)
+    size = _regular_file_size(path, what="a .npy file")
+    if size == 0:
+        raise InputError("empty file (0 bytes)")
     try:
-        if os.path.getsize(path) == 0:
-            raise InputError("empty file (0 bytes)")
-        arr = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            shape, dtype, offset = _npy_header(f)
+            if dtype.hasobject:
+                raise InputError("not a valid .npy array: it holds Python objects, which cnntool never unpickles")
+            _check_array_header(shape, dtype, max_pixels)
+            needed = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if size < needed:
+                raise InputError(f"truncated .npy file: {size:,} of {needed:,} bytes")
+            f.seek(0)
+            arr = np.lib.format.read_array(f, allow_pickle=False)
     except InputError:
         raise
     except OSError as exc:
-        raise InputError(_os_reason(exc)) from None
+        raise InputError(describe_os_error(exc, path)) from None
     except (ValueError, EOFError) as exc:
         raise InputError(f"not a valid .npy array: {one_line(exc)}") from None
+    except MemoryError:
+        raise InputError("array too large to read into memory") from None
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
-        raise InputError(f"array must be 2-D or H x W x C (C = 1, 3 or 4), got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"array must be numeric, got dtype {arr.dtype}")
-    if max_pixels is not None and arr.shape[0] * arr.shape[1] > max_pixels:
-        raise InputError(f"array too large: {arr.shape[1]}x{arr.shape[0]} exceeds --max-pixels {max_pixels:,}")
-    return np.array(arr)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return np.ascontiguousarray(arr)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from a ``.npy`` header; InputError when it is not one."""
+    if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+        raise InputError("not a .npy file (it does not start with the NumPy header)")
+    f.seek(0)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:  # 3.0 (UTF-8 field names) has no public reader; structured dtypes are refused anyway
+            raise InputError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except InputError:
+        raise
+    except (ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"damaged .npy header: {one_line(exc)}") from None
+    return tuple(shape), dtype, f.tell()
+
+
+def _check_array_header(shape: tuple[int, ...], dtype: np.dtype, max_pixels: int | None) -> None:
+    if len(shape) == 3 and shape[2] == 1:
+        shape = shape[:2]
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (3, 4))):
+        raise InputError(f"array must be 2-D or H x W x C (C = 1, 3 or 4), got shape {shape}")
+    if dtype.fields is not None or not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise InputError(f"array must be numeric, got dtype {dtype}")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise InputError(f"array must hold real numbers, got complex dtype {dtype}")
+    if max_pixels is not None and shape[0] * shape[1] > max_pixels:
+        raise InputError(f"array too large: {shape[1]}x{shape[0]} exceeds --max-pixels {max_pixels:,}")
 
 
 def load_pixels(path: str | os.PathLike, *, mode: str = "auto", max_pixels: int | None = None) -> np.ndarray:
@@ -238,14 +303,6 @@ def load_pixels(path: str | os.PathLike, *, mode: str = "auto", max_pixels: int 
     if Path(path).suffix.lower() == ".npy":
         return read_array(path, max_pixels=max_pixels)
     return decode_image(path, mode=mode, max_pixels=max_pixels)
-
-
-def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "no such file or directory"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    return one_line(exc)
 
 
 def _configure_pillow() -> None:

@@ -14,26 +14,48 @@ uint8 pixels and rounds to uint8. The image is the float64 result rounded, excep
 value within ~1e-5 of a .5 tie may round the other way (about 1 value in 100,000, off by 1);
 ``min``/``max`` then come from the float32 result. ``exact=True`` (``--exact``) turns it off;
 ``.npy`` outputs and records without ``-o`` are always float64.
+
+Memory: an image whose float64 result would pass :data:`~cnntool.filters.tiles.TILE_MIN_BYTES`
+is filtered in bands of rows with halos (:mod:`cnntool.filters.tiles`) when its chain allows it,
+with the same results: image outputs are assembled as uint8 (``minmax``/``offset`` scaling
+takes a first pass for the range, then recomputes each band), ``.npy`` outputs are streamed to
+disk band by band, so the float working memory stays near a few bands whatever the image size.
+
+Outputs go through the output ledger (:mod:`cnntool.data.writers`): each is recorded with the
+job's :attr:`FilterJob.recipe`, and an existing output is skipped only when it was made by the
+same recipe from the same input; otherwise its input gets an error record (``--overwrite``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from cnntool.data.decode import DEFAULT_MAX_PIXELS, load_pixels
 from cnntool.data.sources import InputItem
-from cnntool.data.writers import IMAGE_WRITE_EXTENSIONS, check_not_input, output_path, write_image, write_npy
+from cnntool.data.writers import (
+    IMAGE_WRITE_EXTENSIONS,
+    Recipe,
+    check_not_input,
+    output_path,
+    should_skip,
+    write_image,
+    write_npy,
+    write_npy_rows,
+)
 from cnntool.data.writers import plan_outputs as plan_file_outputs
 from cnntool.errors import InputError, one_line
 from cnntool.filters.convolve import _correlate_in_place, resolve_padding
 from cnntool.filters.kernels import separate
 from cnntool.filters.ops import Op, chain_text, run_ops
-from cnntool.filters.scale import to_uint8
+from cnntool.filters.scale import scale_limits, to_uint8
+from cnntool.filters.tiles import band_rows, chain_halo, iter_bands, should_tile
 
 #: Output extensions ``--ext`` accepts (without the dot).
 OUTPUT_EXTENSIONS = tuple(sorted(e.lstrip(".") for e in IMAGE_WRITE_EXTENSIONS)) + ("npy",)
@@ -56,6 +78,23 @@ class FilterJob:
     @property
     def text(self) -> str:
         return chain_text(self.ops)
+
+    @cached_property
+    def recipe(self) -> Recipe:
+        """What makes this job's outputs (for the output ledger and the skip rule): every op with
+        its resolved keys and matrix, the colour mode, the scale, the quality, and ``exact``
+        where it can change a result. ``max_pixels`` and ``overwrite`` change no output."""
+        ops = [{"op": op.name, "params": op.params,
+                "matrix": op.matrix if op.spec.kind == "kernel" else None} for op in self.ops]
+        options = {"ops": ops, "color": self.color, "scale": self.scale, "quality": self.quality}
+        if self.exact and FilterJob(self.ops, self.color, self.scale).fast_op is not None:
+            options["exact"] = True
+        return Recipe.of("filter", options, summary=f"{self.text}; --color {self.color} --scale {self.scale}")
+
+    @cached_property
+    def halo(self) -> int | None:
+        """Rows a band needs around it for this chain; None when it cannot work in bands."""
+        return chain_halo(self.ops)
 
     @property
     def fast_op(self) -> Op | None:
@@ -122,22 +161,28 @@ def filter_file(item: InputItem, job: FilterJob, out: Path | None = None, planne
     try:
         if out is not None:
             check_not_input(out, item.path)
-            if out.exists() and not job.overwrite:
+            if should_skip(out, job.recipe, source=item.path, overwrite=job.overwrite):
                 record.update(output=str(out), skipped=True)
                 return record
         image = load_input(item.path, job)
         record["input_shape"] = list(image.shape)
         fast = job.fast_op if out is not None and out.suffix.lower() != ".npy" else None
-        if fast is not None and image.dtype == np.uint8 and _fits(image, fast.matrix):
+        if fast is not None and not (image.dtype == np.uint8 and _fits(image, fast.matrix)):
+            fast = None
+        if should_tile(image.shape, job.halo):
+            shape, lo, hi = _filter_in_bands(image, job, out, item.path, fast)
+            record.update(output_shape=list(shape), min=lo, max=hi, output=str(out) if out is not None else None)
+            return record
+        if fast is not None:
             pixels, lo, hi = smooth_uint8(image, fast)
             record.update(output_shape=list(pixels.shape), min=lo, max=hi)
-            write_image(out, pixels, quality=job.quality)
+            write_image(out, pixels, quality=job.quality, recipe=job.recipe, source=item.path)
             record["output"] = str(out)
             return record
         result = run_ops(image, job.ops, color=job.color)
         record.update(output_shape=list(result.shape), min=float(result.min()), max=float(result.max()))
         if out is not None:
-            write_result(out, result, job)
+            write_result(out, result, job, source=item.path)
             record["output"] = str(out)
     except InputError as exc:
         record["error"] = str(exc)
@@ -156,16 +201,90 @@ def smooth_uint8(image: np.ndarray, op: Op) -> tuple[np.ndarray, float, float]:
     OpenCV, 'same' size; returns (uint8 pixels, min, max of the float32 result)."""
     import cv2
 
-    kernel = op.matrix[::-1, ::-1] if op.params["mode"] == "conv" else op.matrix
-    result = _correlate_in_place(image, kernel, resolve_padding("same", kernel.shape),
-                                 op.params["border"], "separable", dtype=np.float32)
+    result = _smooth_float32(image, op)
     # non-negative kernel on uint8: the result is >= 0, so |x| rounded and saturated is clip
     return cv2.convertScaleAbs(result).reshape(image.shape), float(result.min()), float(result.max())
 
 
-def write_result(out: Path, result: np.ndarray, job: FilterJob) -> None:
+def _smooth_float32(image: np.ndarray, op: Op) -> np.ndarray:
+    kernel = op.matrix[::-1, ::-1] if op.params["mode"] == "conv" else op.matrix
+    return _correlate_in_place(image, kernel, resolve_padding("same", kernel.shape),
+                               op.params["border"], "separable", dtype=np.float32)
+
+
+def write_result(out: Path, result: np.ndarray, job: FilterJob, *, source: str | None = None) -> None:
     """``.npy``: the float64 result exactly; images: scaled to uint8 by ``job.scale``."""
     if out.suffix.lower() == ".npy":
-        write_npy(out, np.asarray(result, dtype=np.float64))
+        write_npy(out, np.asarray(result, dtype=np.float64), recipe=job.recipe, source=source)
     else:
-        write_image(out, to_uint8(result, job.scale), quality=job.quality)
+        write_image(out, to_uint8(result, job.scale), quality=job.quality, recipe=job.recipe, source=source)
+
+
+def _filter_in_bands(image: np.ndarray, job: FilterJob, out: Path | None, source: str,
+                     fast: Op | None) -> tuple[tuple[int, ...], float, float]:
+    """The whole job in bands of rows (see :mod:`cnntool.filters.tiles`); writes ``out`` when
+    given and returns (output shape, min, max) as the whole-image path would."""
+    import cv2
+
+    rows = band_rows(image.shape, job.halo)
+
+    def fn(band: np.ndarray) -> np.ndarray:
+        return _smooth_float32(band, fast) if fast is not None else run_ops(band, job.ops, color=job.color)
+
+    first = next(iter_bands(image, fn, halo=job.halo, rows=rows))
+    shape = (image.shape[0], *first.shape[1:])
+
+    def bands() -> Iterator[np.ndarray]:  # the first band is kept, not computed again
+        return chain([first], iter_bands(image, fn, halo=job.halo, rows=rows, start=rows))
+
+    extremes = _Extremes()
+    if out is None:
+        for band in bands():
+            extremes.add(band)
+    elif out.suffix.lower() == ".npy":
+        write_npy_rows(out, shape, (extremes.add(band) for band in bands()), recipe=job.recipe, source=source)
+    else:
+        pixels = np.empty(shape, np.uint8)
+        limits = None
+        if fast is None and job.scale in ("minmax", "offset"):  # the range first, then the pixels
+            for band in bands():
+                extremes.add(band, limits=True)
+            limits = extremes.limits
+        y = 0
+        for band in bands():
+            if limits is None:
+                extremes.add(band)
+            pixels[y:y + band.shape[0]] = (cv2.convertScaleAbs(band).reshape(band.shape) if fast is not None
+                                           else to_uint8(band, job.scale, limits=limits))
+            y += band.shape[0]
+        write_image(out, pixels, quality=job.quality, recipe=job.recipe, source=source)
+    return shape, extremes.lo, extremes.hi
+
+
+class _Extremes:
+    """Running min and max of a result (as ``result.min()``/``max()`` give them: NaN wins), and
+    of its scaling range (:func:`cnntool.filters.scale.scale_limits`)."""
+
+    def __init__(self):
+        self.lo, self.hi = float("inf"), float("-inf")
+        self.scale_lo, self.scale_hi = float("inf"), float("-inf")
+
+    def add(self, band: np.ndarray, *, limits: bool = False) -> np.ndarray:
+        self.lo = _nanmin(self.lo, float(band.min()))
+        self.hi = _nanmax(self.hi, float(band.max()))
+        if limits:
+            lo, hi = scale_limits(band)
+            self.scale_lo, self.scale_hi = min(self.scale_lo, lo), max(self.scale_hi, hi)
+        return band
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        return self.scale_lo, self.scale_hi
+
+
+def _nanmin(a: float, b: float) -> float:
+    return a if a != a else b if b != b else min(a, b)
+
+
+def _nanmax(a: float, b: float) -> float:
+    return a if a != a else b if b != b else max(a, b)

@@ -47,14 +47,18 @@ def pool(image, *, size=2, stride=None, kind: str = "max", padding: Padding = 0)
     array([[1.5 , 2.75],
            [1.25, 2.25]])
     """
-    x = np.asarray(image, dtype=np.float64)
+    x = np.asarray(image)
     if x.ndim not in (2, 3):
         raise ValueError(f"need a 2-D or H x W x C array, got shape {x.shape}")
     check_choice(kind, POOL_KINDS, "kind")
     kh, kw = _pair(size, "size")
     sy, sx = _pair(size if stride is None else stride, "stride")
     (top, bottom), (left, right) = resolve_padding(padding, (kh, kw))
-    if top or bottom or left or right:
+    padded = bool(top or bottom or left or right)
+    # the max of integers is exact in their own type: no float64 copy of a large image
+    if not (kind == "max" and not padded and np.issubdtype(x.dtype, np.integer)):
+        x = x.astype(np.float64, copy=False)
+    if padded:
         fill = -np.inf if kind == "max" else 0.0
         extra = ((0, 0),) * (x.ndim - 2)
         x = np.pad(x, ((top, bottom), (left, right), *extra), mode="constant", constant_values=fill)
@@ -62,7 +66,7 @@ def pool(image, *, size=2, stride=None, kind: str = "max", padding: Padding = 0)
         raise ValueError(f"the {kh}x{kw} pooling window is larger than the (padded) image {x.shape[0]}x{x.shape[1]}")
     windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(0, 1))[::sy, ::sx]
     reduce = np.max if kind == "max" else np.mean
-    return np.ascontiguousarray(reduce(windows, axis=(-2, -1)))
+    return np.ascontiguousarray(reduce(windows, axis=(-2, -1)), dtype=np.float64)
 
 
 def max_pool(image, *, size=2, stride=None, padding: Padding = 0) -> np.ndarray:

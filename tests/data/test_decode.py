@@ -163,3 +163,86 @@ def test_opencv_path_is_used_for_plain_files_and_agrees_with_pillow(tmp_path, rg
         if fast is not None:
             with Image.open(path) as im:
                 np.testing.assert_array_equal(fast, np.asarray(im.convert("RGB")))
+
+
+def test_one_bit_png_decodes_with_opencv_as_pillow_does(tmp_path):
+    from cnntool.data import decode
+
+    bits = np.random.default_rng(3).random((13, 37)) > 0.5  # an odd width pads every row
+    path = tmp_path / "bits.png"
+    Image.fromarray(bits).save(path)
+    with Image.open(path) as im:
+        assert im.mode == "1"
+        assert decode._decode_with_opencv(im, str(path), "auto") is not None  # no Pillow copies
+    expected = np.where(bits, 255, 0).astype(np.uint8)
+    np.testing.assert_array_equal(decode_image(path, mode="auto"), expected)
+    np.testing.assert_array_equal(decode_image(path, mode="rgb"), np.repeat(expected[:, :, None], 3, axis=2))
+
+
+def _npy_header(shape, descr="<f8"):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"garbage", "not a .npy file (it does not start with the NumPy header)"),
+    (b"\x93NUMPY\x01\x00\x10\x00{'descr': ", "damaged .npy header"),
+    (_npy_header((4, 4)) + b"\x00" * 16, "truncated .npy file: 144 of 256 bytes"),
+    (_npy_header((4, 4), "<c16") + b"\x00" * 256, "complex dtype"),
+])
+def test_bad_npy_files_give_plain_one_line_reasons(tmp_path, data, reason):
+    path = tmp_path / "x.npy"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as info:
+        read_array(path)
+    message = str(info.value)
+    assert reason in message and "\n" not in message and "allow_pickle" not in message, message
+
+
+def test_npy_headers_are_checked_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "huge.npy"
+    path.write_bytes(_npy_header((100_000, 100_000)))  # declares 80 GB in 128 bytes
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *a, **k: pytest.fail("read the data"))
+    with pytest.raises(InputError, match=r"array too large: 100000x100000 exceeds --max-pixels 1,000"):
+        read_array(path, max_pixels=1000)
+    with pytest.raises(InputError, match="truncated .npy file"):
+        read_array(path)
+
+
+def test_big_endian_arrays_come_back_native(tmp_path):
+    a = np.arange(6, dtype=">f8").reshape(2, 3)
+    np.save(tmp_path / "be.npy", a)
+    out = read_array(tmp_path / "be.npy")
+    assert out.dtype == np.float64 and out.dtype.isnative
+    np.testing.assert_array_equal(out, a)
+
+
+def test_pipes_links_and_permissions_give_one_line_reasons(tmp_path, monkeypatch):
+    import builtins
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it to read would block until a writer comes
+    loop = tmp_path / "loop.npy"
+    os.symlink(loop.name, loop)
+    for call in (decode_image, read_array):
+        with pytest.raises(InputError, match="not a regular file: a named pipe"):
+            call(fifo)
+        with pytest.raises(InputError, match="^symbolic link loop"):
+            call(loop)
+        with pytest.raises(InputError, match="is a directory, not"):
+            call(tmp_path)
+    locked = write_rgb(tmp_path / "locked.png", np.zeros((4, 4, 3), np.uint8))
+    np.save(tmp_path / "locked.npy", np.eye(2))
+    real_open = builtins.open
+
+    def no_read(file, *args, **kwargs):  # chmod 000 does not stop root
+        if "locked" in str(file):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_read)
+    for path, call in ((locked, decode_image), (tmp_path / "locked.npy", read_array)):
+        with pytest.raises(InputError, match="^permission denied$"):
+            call(path)
