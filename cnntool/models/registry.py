@@ -23,7 +23,7 @@ from typing import Any
 
 from cnntool.data.preprocessing import Preprocessing
 from cnntool.errors import MissingWeightsError, UnknownModelError, did_you_mean, first_line
-from cnntool.models.tasks import TASKS
+from cnntool.models.tasks import TASK_INFO, TASKS
 
 #: ImageNet normalisation, which torchvision's pretrained classifiers expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -186,7 +186,7 @@ def register(entry: ModelEntry) -> ModelEntry:
         raise ValueError(f"registry names are lower case: {entry.name!r}")
     if entry.name in _REGISTRY:
         raise ValueError(f"{entry.name!r} is already registered")
-    if entry.task not in TASKS:
+    if entry.task not in TASK_INFO:
         raise ValueError(f"{entry.name}: task must be one of {TASKS}")
     if not isinstance(entry.preprocessing, Preprocessing):
         raise ValueError(f"{entry.name}: preprocessing must be a Preprocessing")
