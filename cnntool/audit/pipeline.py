@@ -224,7 +224,7 @@ class _LazyEmbedder:
     never imports torch."""
 
     def __init__(self, spec: str, seed: int, device: str, log):
-        from cnntool.models.embed import model_identity
+        from cnntool.models.loading import model_identity
 
         self.spec, self.seed, self.device, self.log = spec, seed, device, log
         self.identity = model_identity(spec, seed=seed)

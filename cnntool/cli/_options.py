@@ -27,7 +27,9 @@ OutDir = Annotated[
     Optional[Path],
     typer.Option("--out", "-o", help="Output folder; mirrors the inputs' relative paths.", file_okay=False),
 ]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip those made with "
+                                                               "the same options from the same input; others are "
+                                                               "errors).")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=0, help="Parallel workers for decoding and encoding [default: all cores].")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
 Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU when there is one.")]
@@ -48,10 +50,12 @@ def make_output(format: str | None, quiet: bool = False, verbose: bool = False) 
 
 def given_options(ctx) -> set[str]:
     """The parameters of a command the user gave on the command line (not defaults)."""
-    from click.core import ParameterSource
-
-    return {name for name in ctx.params
-            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    given = set()
+    for name in ctx.params:  # by name: Typer may bring its own copy of click's enum
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            given.add(name)
+    return given
 
 
 def refuse_unused(ctx, used: set[str], *, what: str) -> None:

@@ -129,17 +129,28 @@ def explain_command(
         out.warn(f"{model} has random weights (no checkpoint or pretrained weights): its explanations mean nothing")
     out.debug(f"explain: {method} on {loaded.entry.name} layer {explainer.layer}, device {explainer.device}")
 
+    from cnntool.models.loading import model_identity
+
+    model_id = model_identity(model, seed=seed)
     if method in MODEL_METHODS:
-        out.emit(explain_model(model, explainer, out_dir, overwrite=overwrite))
+        out.emit(explain_model(model, explainer, out_dir, overwrite=overwrite, model_id=model_id))
         out.close()
         return out.exit_code
 
-    items = resolve_inputs(inputs)
+    from cnntool.data.sources import require_inputs
+    from cnntool.data.writers import skipped_message
+
+    items = resolve_inputs(inputs, exclude=out_dir)
+    require_inputs(items, inputs)
     options = RunOptions(out_dir=out_dir, overwrite=overwrite, workers=default_workers(workers),
-                         max_pixels=max_pixels)
+                         max_pixels=max_pixels, model_id=model_id)
     records = explain_inputs(items, explainer, options)
+    skipped = 0
     for record in out.progress(records, total=len(items), desc=method):
+        skipped += bool(record.get("skipped"))
         out.emit(record)
     out.close()
+    if skipped:
+        out.log(skipped_message(skipped))
     out.summary("images")
     return out.exit_code

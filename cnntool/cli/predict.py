@@ -82,7 +82,8 @@ def predict_command(
     from cnntool.data.pixels import read_images
     from cnntool.data.sources import resolve_inputs
     from cnntool.device import resolve_device
-    from cnntool.infer.predict import Evaluation, predict_records, sort_into as sort_file
+    from cnntool.data.sources import require_inputs
+    from cnntool.infer.predict import Evaluation, Sorter, predict_records
     from cnntool.models.loading import load
 
     torch_device = resolve_device(device)
@@ -91,7 +92,9 @@ def predict_command(
         output.warn(f"{model} has random weights (no checkpoint or pretrained weights): its predictions mean nothing")
     if out is not None and not evaluate:
         output.warn("-o only receives --eval's evaluation.json and confusion.png; nothing will be written")
-    items = resolve_inputs(inputs)
+    items = resolve_inputs(inputs, exclude=[p for p in (out, sort_into) if p is not None])
+    require_inputs(items, inputs)
+    sorter = Sorter(sort_into, link=link, overwrite=overwrite) if sort_into is not None else None
     evaluation = Evaluation(loaded.classes, unknown_column=threshold is not None) if evaluate else None
     pre = loaded.preprocessing
     samples = read_images(items, mode=pre.decode_mode, max_pixels=max_pixels, workers=default_workers(workers),
@@ -101,8 +104,8 @@ def predict_command(
     for item, record in zip(items, output.progress(records, total=len(items), desc="predict")):
         if evaluation is not None:
             record = evaluation.add(record)
-        if sort_into is not None and not record.get("error"):
-            record = _sorted(record, item, sort_into, link, overwrite, sort_file)
+        if sorter is not None and not record.get("error"):
+            record = _sorted(record, item, sorter)
         output.emit(record)
     summary = _finish_evaluation(evaluation, out, output, overwrite) if evaluation is not None else None
     output.close()
@@ -112,11 +115,11 @@ def predict_command(
     return output.exit_code
 
 
-def _sorted(record: dict, item, root: Path, link: bool, overwrite: bool, sort_file) -> dict:
+def _sorted(record: dict, item, sorter) -> dict:
     from cnntool.errors import InputError
 
     try:
-        dest, _ = sort_file(item.path, item.rel, record["label"], root, link=link, overwrite=overwrite)
+        dest, _ = sorter.place(item.path, item.rel, record["label"])
     except InputError as exc:
         return {**record, "sorted_to": None, "error": str(exc)}
     return {**record, "sorted_to": dest}

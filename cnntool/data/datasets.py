@@ -177,6 +177,9 @@ def index_image_folder(root: str | os.PathLike, *, classes: Sequence[str] | None
     lookup = {name: i for i, name in enumerate(classes)}
     index = FolderIndex(str(root), list(classes))
     for item in resolve_inputs([str(root)]):
+        if item.error:  # an unreadable subfolder, a pipe...: listed, never silently dropped
+            index.skipped.append((item.path, item.error))
+            continue
         parts = item.rel.parts
         if len(parts) < 2:
             index.skipped.append((item.path, "not inside a class folder"))

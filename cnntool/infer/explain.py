@@ -221,6 +221,7 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, text: str, *, seen=No
         blend[outside] = image_weight * rgb[outside].astype(np.float32)
     out = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
     factor = max(1, -(-MIN_OVERLAY_SIDE // max(1, min(out.shape[:2]))))
+    factor = min(factor, max(1, MAX_DRAW_SIDE // max(out.shape[:2])))  # a 1 x 8000 strip stays a strip
     if factor > 1:
         out = cv2.resize(out, (out.shape[1] * factor, out.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
     _draw_label(out, text)
@@ -335,9 +336,22 @@ class RunOptions:
     """Where and how :func:`explain_inputs` runs."""
 
     out_dir: Path | None = None     # write overlays/heatmaps/grids here (mirroring the inputs)
-    overwrite: bool = False         # replace existing outputs (default: skip those inputs)
+    overwrite: bool = False         # replace existing outputs (default: skip those the same options made)
     workers: int = 1                # decode/encode threads
     max_pixels: int | None = None   # decompression-bomb guard (default: the data layer's)
+    model_id: str = ""              # which weights made the outputs (the skip rule compares it)
+
+
+def recipe(explainer: "Explainer", options: RunOptions):
+    """What makes an input's output files: the method, layer, target, smoothing and the weights
+    (:class:`~cnntool.data.writers.Recipe`): an output made otherwise is never silently kept."""
+    from cnntool.data.writers import Recipe
+
+    c = explainer.config
+    return Recipe.of("explain", {"method": explainer.method, "layer": explainer.layer, "target": explainer.target,
+                                 "aug_smooth": c.aug_smooth, "eigen_smooth": c.eigen_smooth, "max_maps": c.max_maps,
+                                 "model": options.model_id, "preprocessing": explainer.loaded.preprocessing.to_dict()},
+                     summary=f"{explainer.method} of {options.model_id or 'a model'} at {explainer.layer}")
 
 
 def output_keys(method: str) -> tuple[str, str]:
@@ -394,7 +408,7 @@ def explain_inputs(items, explainer: Explainer, options: RunOptions = RunOptions
     if method in MODEL_METHODS:
         raise ValueError(f"{method} takes no inputs; use explain_model")
     preprocess = explainer.loaded.preprocessing
-    todo, done, files = _split_existing(items, method, options)
+    todo, done, files = _split_existing(items, explainer, options)
     drawing = options.out_dir is not None and method != "featuremaps"
     samples = read_images(todo, mode="rgb", max_pixels=options.max_pixels, workers=options.workers,
                           prepare=preprocess.resize, keep_image=drawing, max_side=MAX_DRAW_SIDE)
@@ -433,7 +447,7 @@ def explain_samples(samples, explainer: Explainer, options: RunOptions):
         if good:
             try:
                 x = normalize_batch(torch.from_numpy(batch.inputs).to(explainer.device), *preprocess.scale_and_offset())
-                finish = _batch_finisher(explainer, x, preprocess)
+                finish = _batch_finisher(explainer, x, preprocess, recipe(explainer, options))
                 jobs = list(enumerate(good))
                 for sample, record in zip(good, thread_map(finish, jobs, workers=options.workers)):
                     finished[id(sample)] = record
@@ -452,17 +466,27 @@ def _where(sample) -> dict:
     return {"frame": sample.frame, "time": sample.time} if sample.frame is not None else {}
 
 
-def _split_existing(items, method: str, options: RunOptions):
-    """Inputs to compute; the records of inputs not to compute (their planned outputs clash, or
-    all exist already: skipped), by ``id(item)``; and every input's files, by ``id(item)``."""
+def _split_existing(items, explainer: "Explainer", options: RunOptions):
+    """Inputs to compute; the records of inputs not to compute (their planned outputs clash, were
+    made otherwise, or were made by the same options already: skipped), by ``id(item)``; and
+    every input's files, by ``id(item)``."""
+    from cnntool.data.writers import should_skip
+
+    method = explainer.method
+    made_by = recipe(explainer, options)
     todo, done, files_of = [], {}, {}
     for item, (files, error) in zip(items, plan_files(items, method, options.out_dir)):
         files_of[id(item)] = files
+        if error is None and item.ok and files:
+            try:
+                if should_skip(files.values(), made_by, source=item.path, overwrite=options.overwrite):
+                    done[id(item)] = {"path": item.path, "method": method, "skipped": True,
+                                      **{k: str(p) for k, p in files.items()}, "error": None}
+                    continue
+            except InputError as exc:
+                error = str(exc)
         if error is not None:
             done[id(item)] = {"path": item.path, "method": method, "error": error}
-        elif item.ok and files and not options.overwrite and all(p.exists() for p in files.values()):
-            done[id(item)] = {"path": item.path, "method": method, "skipped": True,
-                              **{k: str(p) for k, p in files.items()}, "error": None}
         else:
             todo.append(item)
     return todo, done, files_of
@@ -478,20 +502,20 @@ def _flush_done(pending: deque, done: dict, upto) -> Iterator[dict]:
         pending.popleft()
 
 
-def _batch_finisher(explainer: Explainer, x, preprocess):
+def _batch_finisher(explainer: Explainer, x, preprocess, made_by):
     """Compute the batch's heatmaps (or feature maps); return the per-sample function that builds
     its record and writes its files (run on threads)."""
     method = explainer.method
     if method == "featuremaps":
         acts = explainer.feature_maps(x)
-        return lambda job: _finish_featuremaps(job, acts, explainer)
+        return lambda job: _finish_featuremaps(job, acts, explainer, made_by)
     cams = explainer.heatmaps(x)
     faith = explainer.faithfulness(x, cams) if explainer.config.score else None
     probs = cams.probabilities
-    return lambda job: _finish_heatmap(job, cams, probs, faith, explainer, preprocess)
+    return lambda job: _finish_heatmap(job, cams, probs, faith, explainer, preprocess, made_by)
 
 
-def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess) -> dict:
+def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, made_by) -> dict:
     from cnntool.data.pixels import MAX_DRAW_SIDE
     from cnntool.data.writers import check_not_input, write_image, write_npy
 
@@ -515,10 +539,15 @@ def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess) -
         if files:
             for path in files.values():
                 check_not_input(path, sample.path)
-            write_image(files["overlay"], render_overlay(sample.image, heat, f"{name} {score:.2f}", seen=geometry[1]))
-            write_npy(files["heatmap"], heat)
-    except (InputError, OSError, ValueError) as exc:
-        return {"path": sample.path, **_where(sample), "method": explainer.method, "error": one_line(exc)}
+            ledger = {"recipe": made_by, "source": sample.path if sample.frame is None else None}
+            write_image(files["overlay"], render_overlay(sample.image, heat, f"{name} {score:.2f}", seen=geometry[1]),
+                        **ledger)
+            write_npy(files["heatmap"], heat, **ledger)
+    except InputError as exc:
+        return {"path": sample.path, **_where(sample), "method": explainer.method, "error": str(exc)}
+    except Exception as exc:  # whatever goes wrong with one input is that input's error record
+        return {"path": sample.path, **_where(sample), "method": explainer.method,
+                "error": f"{type(exc).__name__}: {one_line(exc)}"}
     record["overlay"] = str(files["overlay"]) if files else None
     record["heatmap"] = str(files["heatmap"]) if files else None
     if scale != 1.0:
@@ -529,7 +558,7 @@ def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess) -
     return record
 
 
-def _finish_featuremaps(job, acts, explainer: Explainer) -> dict:
+def _finish_featuremaps(job, acts, explainer: Explainer, made_by) -> dict:
     from cnntool.data.writers import check_not_input, write_image, write_npy
     from cnntool.infer.visualize import feature_map_grid, grid_shape
 
@@ -544,10 +573,14 @@ def _finish_featuremaps(job, acts, explainer: Explainer) -> dict:
         if files:
             for path in files.values():
                 check_not_input(path, sample.path)
-            write_image(files["image"], feature_map_grid(maps, max_maps=shown))
-            write_npy(files["array"], maps.astype(np.float32))
-    except (InputError, OSError, ValueError) as exc:
-        return {"path": sample.path, **_where(sample), "method": "featuremaps", "error": one_line(exc)}
+            ledger = {"recipe": made_by, "source": sample.path if sample.frame is None else None}
+            write_image(files["image"], feature_map_grid(maps, max_maps=shown), **ledger)
+            write_npy(files["array"], maps.astype(np.float32), **ledger)
+    except InputError as exc:
+        return {"path": sample.path, **_where(sample), "method": "featuremaps", "error": str(exc)}
+    except Exception as exc:  # whatever goes wrong with one input is that input's error record
+        return {"path": sample.path, **_where(sample), "method": "featuremaps",
+                "error": f"{type(exc).__name__}: {one_line(exc)}"}
     record["image"] = str(files["image"]) if files else None
     record["array"] = str(files["array"]) if files else None
     record["error"] = None
@@ -557,49 +590,68 @@ def _finish_featuremaps(job, acts, explainer: Explainer) -> dict:
 # --- methods on the model alone -----------------------------------------------------------------
 
 def model_stem(spec: str) -> str:
-    """A file-name stem for a model spec: ``resnet18:IMAGENET1K_V1`` -> ``resnet18_IMAGENET1K_V1``,
-    ``runs/a/best.pt`` -> ``best``.
+    """A file-name stem for a model spec that tells models apart: ``resnet18:IMAGENET1K_V1`` ->
+    ``resnet18_IMAGENET1K_V1``; a checkpoint named like every run's (``best.pt``, ``last.pt``)
+    gets its run folder's name: ``runs/lenet5-1/best.pt`` -> ``lenet5-1_best``.
 
     Examples
     --------
-    >>> model_stem("resnet18:DEFAULT"), model_stem("runs/a/best.pt")
-    ('resnet18_DEFAULT', 'best')
+    >>> model_stem("resnet18:DEFAULT"), model_stem("runs/a/best.pt"), model_stem("models/digits.pt")
+    ('resnet18_DEFAULT', 'a_best', 'digits')
     """
+    from cnntool.models.loading import RUN_FOLDER_CHECKPOINT
     from cnntool.models.registry import is_checkpoint_spec
 
     if is_checkpoint_spec(spec):
-        return Path(spec).stem
-    return spec.replace(":", "_")
+        path = Path(spec)
+        if path.is_dir():
+            path = path / RUN_FOLDER_CHECKPOINT
+        if path.name in (RUN_FOLDER_CHECKPOINT, "last.pt") and path.parent.name:
+            return f"{path.parent.name}_{path.stem}"
+        return path.stem
+    return spec.replace(":", "_").replace("/", "_")
 
 
-def explain_model(spec: str, explainer: Explainer, out_dir: Path, *, overwrite: bool = False) -> dict:
-    """``kernels`` or ``maximize``: write one image under ``out_dir``; return its record."""
-    from cnntool.data.writers import write_image
+def explain_model(spec: str, explainer: Explainer, out_dir: Path, *, overwrite: bool = False,
+                  model_id: str = "") -> dict:
+    """``kernels`` or ``maximize``: write one image under ``out_dir``; return its record.
+
+    The image is skipped only when the same weights and options made it (the output ledger);
+    one made by another model is an error record unless ``overwrite``.
+    """
+    from cnntool.data.writers import Recipe, should_skip, write_image
     from cnntool.infer.visualize import first_conv_weight, grid_shape, kernel_grid, maximize_channel
 
     method, layer = explainer.method, explainer.layer
+    cfg = explainer.config.maximize
+    made_by = Recipe.of("explain", {"method": method, "layer": layer, "model": model_id or spec,
+                                    "channel": explainer.config.channel if method == "maximize" else None,
+                                    "maximize": vars(cfg) if method == "maximize" else None},
+                        summary=f"{method} of {model_id or spec}")
     if method == "kernels":
         target = Path(out_dir) / f"{model_stem(spec)}_kernels.png"
         weight = first_conv_weight(explainer.model, layer)
         record = {"path": spec, "method": method, "layer": layer, "kernels": int(weight.shape[0]),
                   "in_channels": int(weight.shape[1]), "kernel_size": [int(weight.shape[2]), int(weight.shape[3])],
                   "grid": list(grid_shape(weight.shape[0])), "image": str(target)}
-        if target.exists() and not overwrite:
-            return {**record, "skipped": True, "error": None}
-        write_image(target, kernel_grid(weight))
-        return {**record, "error": None}
-    if method != "maximize":
+    elif method == "maximize":
+        channel = explainer.config.channel
+        target = Path(out_dir) / f"{model_stem(spec)}_{layer}_ch{channel}_maximize.png"
+        record = {"path": spec, "method": method, "layer": layer, "channel": channel, "steps": cfg.steps,
+                  "image": str(target)}
+    else:
         raise ValueError(f"{method} needs input images; use explain_inputs")
-    channel = explainer.config.channel
-    cfg = explainer.config.maximize
-    target = Path(out_dir) / f"{model_stem(spec)}_{layer}_ch{channel}_maximize.png"
-    record = {"path": spec, "method": method, "layer": layer, "channel": channel, "steps": cfg.steps,
-              "image": str(target)}
-    if target.exists() and not overwrite:
-        return {**record, "skipped": True, "error": None}
+    try:
+        if should_skip(target, made_by, overwrite=overwrite):
+            return {**record, "skipped": True, "error": None}
+    except InputError as exc:
+        return {**record, "image": None, "error": str(exc)}
+    if method == "kernels":
+        write_image(target, kernel_grid(weight), recipe=made_by)
+        return {**record, "error": None}
     loaded = explainer.loaded
-    image, start, final = maximize_channel(explainer.model, layer, channel, input_size=loaded.input_size,
-                                           mean=loaded.mean, std=loaded.std, device=explainer.device, config=cfg)
-    write_image(target, image[:, :, 0] if image.shape[2] == 1 else image)
+    image, start, final = maximize_channel(explainer.model, layer, explainer.config.channel,
+                                           input_size=loaded.input_size, mean=loaded.mean, std=loaded.std,
+                                           device=explainer.device, config=cfg)
+    write_image(target, image[:, :, 0] if image.shape[2] == 1 else image, recipe=made_by)
     return {**record, "activation_start": start, "activation": final, "error": None}
-

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -197,33 +197,70 @@ class Evaluation:
         }
 
 
-def sort_into(path: str, rel, label: str, dest_root: str | os.PathLike, *, link: bool = False,
-              overwrite: bool = False) -> tuple[str, bool]:
-    """Copy (or symlink) an image to ``dest_root/<label>/<rel>``; returns (destination, written).
+class Sorter:
+    """Files images under ``root/<label>/<rel>`` (copies, or symlinks with ``link``), never losing one.
 
-    An existing destination is kept unless ``overwrite``; an input is never overwritten.
-    Copies are atomic (temporary file, then rename).
+    Destinations are planned across the run: two inputs that would land on the same file (the
+    same relative name and label from two folders) make the second an error record, whatever
+    ``overwrite`` says. A destination that exists from an earlier run is kept when it came from
+    the same input the same way (the output ledger), and is an error otherwise unless ``overwrite``.
+    Copies are atomic (temporary file, then rename); an input is never overwritten.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> src = pathlib.Path(tempfile.mkdtemp()); (src / "a").mkdir(); (src / "b").mkdir()
+    >>> _ = (src / "a" / "x.png").write_bytes(b"1"); _ = (src / "b" / "x.png").write_bytes(b"2")
+    >>> sorter = Sorter(src / "sorted")
+    >>> sorter.place(str(src / "a" / "x.png"), PurePath("x.png"), "dog")[1]
+    True
+    >>> sorter.place(str(src / "b" / "x.png"), PurePath("x.png"), "dog")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnntool.errors.InputError: .../sorted/dog/x.png would also be written for .../a/x.png
     """
-    from cnntool.data.writers import atomic_write_bytes, check_not_input, output_path
-    from cnntool.errors import InputError
 
-    dest = output_path(Path(label) / rel, dest_root)
-    check_not_input(dest, path)
-    if (dest.exists() or dest.is_symlink()) and not overwrite:
-        return str(dest), False
-    try:
-        if link:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.link.tmp")
-            if tmp.is_symlink() or tmp.exists():
-                tmp.unlink()
-            os.symlink(os.path.abspath(path), tmp)
-            os.replace(tmp, dest)
-        else:
-            atomic_write_bytes(dest, Path(path).read_bytes())
-    except OSError as exc:
-        raise InputError(f"cannot write {dest}: {exc.strerror or exc}") from None
-    return str(dest), True
+    def __init__(self, root: str | os.PathLike, *, link: bool = False, overwrite: bool = False):
+        self.root, self.link, self.overwrite = Path(root), link, overwrite
+        self.taken: dict[str, str] = {}
+
+    def place(self, path: str, rel, label: str) -> tuple[str, bool]:
+        """Copy or link ``path`` to ``root/label/rel``; returns (destination, written).
+
+        Raises
+        ------
+        InputError
+            The destination is another input's in this run, was made from another input or
+            another way (without ``overwrite``), would overwrite an input, or cannot be written.
+        """
+        from cnntool.data.writers import (Recipe, atomic_write_bytes, check_not_input, output_path, record_output,
+                                          should_skip)
+        from cnntool.errors import InputError
+
+        dest = output_path(Path(label) / rel, self.root)
+        key = os.path.normcase(os.path.abspath(dest))
+        if key in self.taken and self.taken[key] != path:
+            raise InputError(f"{dest} would also be written for {self.taken[key]}")
+        self.taken[key] = path
+        check_not_input(dest, path)
+        made_by = Recipe.of("predict", {"sort_into": "link" if self.link else "copy"},
+                            summary=f"sorted {'link' if self.link else 'copy'}")
+        if should_skip(dest, made_by, source=path, overwrite=self.overwrite):
+            return str(dest), False
+        try:
+            if self.link:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.link.tmp")
+                if tmp.is_symlink() or tmp.exists():
+                    tmp.unlink()
+                os.symlink(os.path.abspath(path), tmp)
+                os.replace(tmp, dest)
+                record_output(dest, made_by, source=path)
+            else:
+                atomic_write_bytes(dest, Path(path).read_bytes(), recipe=made_by, source=path)
+        except OSError as exc:
+            raise InputError(f"cannot write {dest}: {exc.strerror or exc}") from None
+        return str(dest), True
 
 
 #: What ``--eval -o DIR`` writes in DIR.

@@ -12,7 +12,6 @@ which is what lets ``cnntool audit`` cache them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -59,33 +58,6 @@ def _cached_weights(name: str) -> bool:
         return cached_weights_path(get_entry(name), "DEFAULT").is_file()
     except Exception:  # no weights known, or no torch hub dir: not cached
         return False
-
-
-def model_identity(spec: str, *, seed: int = 0) -> str:
-    """A string naming the weights ``spec`` loads, for cache keys, without loading anything.
-
-    A checkpoint is named by its content digest, pretrained weights by their name, and random
-    weights by the seed plus the torch and cnntool versions that draw them.
-
-    Examples
-    --------
-    >>> model_identity("ResNet18:IMAGENET1K_V1")
-    'resnet18:IMAGENET1K_V1'
-    """
-    from cnntool.models.registry import is_checkpoint_spec
-
-    if is_checkpoint_spec(spec) and os.path.isfile(spec):
-        from cnntool.data.sources import content_digest
-
-        return f"ckpt-{content_digest(spec)}"
-    name, _, weights = spec.partition(":")
-    if weights:
-        return f"{name.lower()}:{weights}"
-    from importlib.metadata import version
-
-    from cnntool import __version__
-
-    return f"{name.lower()}:random-seed{seed}-torch{version('torch')}-cnntool{__version__}"
 
 
 class Embedder:

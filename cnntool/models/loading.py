@@ -9,6 +9,7 @@ returns a :class:`LoadedModel`: the module in eval mode with its entry, task, cl
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,32 @@ def resolve_checkpoint_path(spec: str) -> Path:
                                   hint="give a checkpoint file, or a run folder written by `cnntool train`")
         return best
     return path
+
+
+def model_identity(spec: str, *, seed: int = 0) -> str:
+    """A string naming the weights ``spec`` loads, for cache keys and output ledgers, without
+    loading anything.
+
+    A checkpoint is named by its content digest, pretrained weights by their name, and random
+    weights by the seed plus the torch and cnntool versions that draw them.
+
+    Examples
+    --------
+    >>> model_identity("ResNet18:IMAGENET1K_V1")
+    'resnet18:IMAGENET1K_V1'
+    """
+    if is_checkpoint_spec(spec) and os.path.exists(spec):
+        from cnntool.data.sources import content_digest
+
+        return f"ckpt-{content_digest(resolve_checkpoint_path(spec))}"
+    name, _, weights = spec.partition(":")
+    if weights:
+        return f"{name.lower()}:{weights}"
+    from importlib.metadata import version
+
+    from cnntool import __version__
+
+    return f"{name.lower()}:random-seed{seed}-torch{version('torch')}-cnntool{__version__}"
 
 
 def load(spec: str, *, task: str | None = None, device: str = "cpu", num_classes: int | None = None) -> LoadedModel:

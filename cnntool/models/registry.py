@@ -29,6 +29,9 @@ from cnntool.models.tasks import TASK_INFO, TASKS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Names under this prefix come from timm (``timm/convnext_tiny``), see ``models/timm_source.py``.
+TIMM_PREFIX = "timm/"
+
 # Modules whose import registers entries. Later tasks (detection, segmentation, video) add theirs.
 _ENTRY_MODULES = ("cnntool.models.entries", "cnntool.models.zoo")
 
@@ -214,13 +217,25 @@ def get_entry(name: str) -> ModelEntry:
     key = name.lower()
     if key in _REGISTRY:
         return _REGISTRY[key]
+    if key.startswith(TIMM_PREFIX):  # timm's 1,000+ architectures, entries made on first use
+        from cnntool.models.timm_source import timm_entry
+
+        return timm_entry(name[len(TIMM_PREFIX):])
     raise UnknownModelError(f"unknown model {name!r}",
                             hint=did_you_mean(key, list(_REGISTRY), fallback="see `cnntool models list`"))
 
 
 def is_checkpoint_spec(spec: str) -> bool:
     """A spec is a checkpoint when it names a file or folder, or looks like one (has a path
-    separator or .pt/.pth)."""
+    separator or .pt/.pth); ``timm/NAME`` is a registry name.
+
+    Examples
+    --------
+    >>> is_checkpoint_spec("runs/a/best.pt"), is_checkpoint_spec("timm/convnext_tiny"), is_checkpoint_spec("resnet18")
+    (True, False, False)
+    """
+    if spec.lower().startswith(TIMM_PREFIX) and not os.path.exists(spec):
+        return False
     return os.path.exists(spec) or os.sep in spec or spec.endswith((".pt", ".pth", ".ckpt", ".safetensors"))
 
 

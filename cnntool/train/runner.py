@@ -136,9 +136,30 @@ def build_model(cfg: TrainConfig, task, classes: list[str], preprocessing, *, so
     except TypeError as exc:
         raise UsageError(f"{entry.name} does not take these model options: {exc}",
                          hint="see `cnntool models info " + entry.name + "`") from None
+    if cfg.imgsz is not None:
+        check_input_size(model, preprocessing, entry.name)
     scheme = cfg.init if cfg.init != "auto" else task.default_init
     scheme = init_weights(model, scheme)
     return ModelSetup(model, entry.name, entry.heads, preprocessing, arch_kwargs, init=scheme)
+
+
+def check_input_size(model, preprocessing, name: str) -> None:
+    """A model that cannot take ``preprocessing``'s input size (``--imgsz``) is a usage error
+    before any training, found by one forward pass on zeros (the model is left as it was)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *preprocessing.input_size)))
+    except (RuntimeError, ValueError) as exc:
+        from cnntool.errors import first_line
+
+        raise UsageError(f"{name} cannot take a {'x'.join(map(str, preprocessing.input_size))} input: "
+                         f"{first_line(exc, 160)}", hint="pick another --imgsz, or leave it out") from None
+    finally:
+        model.train(was_training)
 
 
 def _finetune_model(cfg: TrainConfig, task, classes: list[str], preprocessing, ckpt: dict | None) -> ModelSetup:

@@ -128,7 +128,7 @@ def test_unknown_models_are_usage_errors_before_any_work(labelled, tmp_path):
 
 
 def test_model_identity_names_the_weights(tmp_path):
-    from cnntool.models.embed import model_identity
+    from cnntool.models.loading import model_identity
 
     assert model_identity("lenet5", seed=1) != model_identity("lenet5", seed=2)
     assert model_identity("resnet18:IMAGENET1K_V1") == "resnet18:IMAGENET1K_V1"
