@@ -62,7 +62,7 @@ def explain_command(
     max_maps: MaxMaps = 64,
     aug_smooth: AugSmooth = False,
     eigen_smooth: EigenSmooth = False,
-    out_dir: OutDir = None,
+    out: OutDir = None,
     overwrite: Overwrite = False,
     batch_size: BatchSize = 16,
     workers: Workers = 0,
@@ -105,9 +105,10 @@ def explain_command(
     )
     from cnntool.models.loading import load
 
+    out_dir = out
     out = make_output(format, quiet, verbose)
     method = canonical(method)
-    refuse_unused(ctx, {"method", "out_dir", *METHOD_OPTIONS[method]}, what=f"--method {method}")
+    refuse_unused(ctx, {"method", "out", *METHOD_OPTIONS[method]}, what=f"--method {method}")
     if method in MODEL_METHODS:
         if out_dir is None:
             raise UsageError(f"--method {method} writes an image: give -o DIR")

@@ -20,7 +20,7 @@ Spec = Annotated[
 ]
 Task = Annotated[
     Optional[str],
-    typer.Option("--task", "-t", help="Only models for this task: classification|detection|segmentation|video."),
+    typer.Option("--task", help="Only models for this task: classification|detection|segmentation|video (or classify, detect, segment)."),
 ]
 InputSize = Annotated[
     Optional[str],
