@@ -172,6 +172,11 @@ class Output:
         yield from tqdm(iterable, total=total, desc=desc, file=self.stderr, unit="img",
                         dynamic_ncols=True, leave=False)
 
+    def bar(self, total: int | None, desc: str = "", *, unit: str = "batch", interval: float = 30.0) -> "Bar":
+        """Progress inside a long step (an epoch): a tqdm bar with rate and ETA when stderr is a
+        terminal, else one plain line every ``interval`` seconds; nothing with ``--quiet``."""
+        return Bar(self, total, desc, unit=unit, interval=interval)
+
     def summary(self, what: str = "inputs") -> None:
         """One closing line on stderr: how many records, how many failed."""
         if self.failed:
@@ -182,3 +187,57 @@ class Output:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+
+class Bar:
+    """What :meth:`Output.bar` returns: ``update(n, images=k)`` after each step, ``close()`` at the end.
+
+    Examples
+    --------
+    >>> import io
+    >>> err = io.StringIO()
+    >>> bar = Output("jsonl", stderr=err).bar(4, "epoch 1/2", interval=0.0)
+    >>> bar.update(images=64); bar.close()
+    >>> err.getvalue().startswith("epoch 1/2: 1/4 batches")
+    True
+    """
+
+    def __init__(self, output: Output, total: int | None, desc: str, *, unit: str, interval: float):
+        import time
+
+        self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.done = self.images = 0
+        self.start = self.last = time.perf_counter()
+        self.output = output
+        self.tqdm = None
+        if output.quiet:
+            self.interval = None
+        elif _isatty(output.stderr):
+            from tqdm import tqdm
+
+            self.tqdm = tqdm(total=total, desc=desc, unit=unit, file=output.stderr, dynamic_ncols=True, leave=False)
+
+    def update(self, n: int = 1, *, images: int = 0) -> None:
+        import time
+
+        self.done += n
+        self.images += images
+        now = time.perf_counter()
+        if self.tqdm is not None:
+            self.tqdm.update(n)
+            if images:
+                self.tqdm.set_postfix_str(f"{self.images / max(1e-9, now - self.start):.0f} img/s", refresh=False)
+        elif self.interval is not None and now - self.last >= self.interval:
+            self.last = now
+            rate = self.images / max(1e-9, now - self.start)
+            eta = ""
+            if self.total:
+                left = (self.total - self.done) * (now - self.start) / max(1, self.done)
+                eta = f", eta {left:.0f} s"
+            total = f"/{self.total}" if self.total else ""
+            units = self.unit + ("es" if self.unit.endswith(("ch", "s", "x")) else "s")
+            print(f"{self.desc}: {self.done}{total} {units}, {rate:.0f} img/s{eta}", file=self.output.stderr)
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()

@@ -87,8 +87,26 @@ Momentum = Annotated[Optional[float], typer.Option("--momentum", help="SGD momen
 WeightDecay = Annotated[Optional[float], typer.Option("--weight-decay", help="[default: sgd 5e-4, adamw 0.05]; "
                                                                             "biases and norm layers get none.",
                                                      show_default=False)]
-Schedule = Annotated[Optional[str], typer.Option("--schedule", help="cosine (decay to 0) | constant, after the "
-                                                                    "warmup [default: cosine].", show_default=False)]
+Schedule = Annotated[Optional[str], typer.Option("--schedule", help="cosine (decay to 0) | constant | step (x --gamma "
+                                                                    "every --lr-step epochs) | plateau (x --gamma after "
+                                                                    "--plateau-patience epochs without a better best "
+                                                                    "metric), after the warmup [default: cosine].",
+                                                 show_default=False)]
+LrStep = Annotated[Optional[int], typer.Option("--lr-step", min=1, help="step schedule: epochs between decays "
+                                                                        "[default: 30].", show_default=False)]
+Gamma = Annotated[Optional[float], typer.Option("--gamma", help="step/plateau schedule: the decay factor "
+                                                                "[default: 0.1].", show_default=False)]
+PlateauPatience = Annotated[Optional[int], typer.Option("--plateau-patience", min=1,
+                                                        help="plateau schedule: epochs without improvement before a "
+                                                             "decay [default: 3].", show_default=False)]
+Balance = Annotated[Optional[str], typer.Option("--balance", help="Skewed classes: none | weights (loss weights ~ "
+                                                                  "1/class size) | sampler (class-balanced sampling) "
+                                                                  "[default: none].", show_default=False)]
+Config = Annotated[Optional[Path], typer.Option("--config", exists=False, dir_okay=False,
+                                                help="A recipe file (TOML): option names as keys, e.g. lr = 0.01, "
+                                                     "hflip = true. Options on the command line win; the "
+                                                     "effective recipe is saved in the run folder (config.json).",
+                                                show_default=False)]
 Warmup = Annotated[Optional[float], typer.Option("--warmup-epochs", min=0.0, help="Linear warmup from lr/100, in "
                                                                                   "epochs [default: 1].",
                                                  show_default=False)]
@@ -168,6 +186,7 @@ Deterministic = Annotated[Optional[bool], typer.Option("--deterministic", help="
 
 
 def train_command(
+    ctx: typer.Context,
     data: Data = None,
     arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Registry model to train from scratch "
                                                                    "[default: the task's: tiny_fcos, unet, c3d_small; "
@@ -177,7 +196,9 @@ def train_command(
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
-    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, mixup: Mixup = None, cutmix: Cutmix = None,
+    lr_step: LrStep = None, gamma: Gamma = None, plateau_patience: PlateauPatience = None,
+    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, balance: Balance = None, mixup: Mixup = None,
+    cutmix: Cutmix = None,
     grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None, init: Init = None,
     augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,
     crop_scale: CropScale = None, crop_ratio: CropRatio = None, hflip: Hflip = None, vflip: Vflip = None,
@@ -185,7 +206,8 @@ def train_command(
     device: TrainDevice = None, amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
     threads: Threads = None, cache_images: CacheImages = None, verify: Verify = None,
     max_pixels: TrainMaxPixels = None, seed: TrainSeed = None, deterministic: Deterministic = None,
-    tensorboard: Tensorboard = None, format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
+    tensorboard: Tensorboard = None, config: Config = None, format: Format = None, quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> int:
     """Train a model from scratch: a classifier, detector, segmenter or video classifier.
 
@@ -203,10 +225,11 @@ def train_command(
       cnntool train shapes-masks/ --task segment --arch-arg width=16
       cnntool train --resume runs/lenet5-1 --epochs 80 --device cpu
     """
-    return _run(locals(), init_from=None)
+    return _run(_with_recipe_file(locals()), init_from=None)
 
 
 def finetune_command(
+    ctx: typer.Context,
     data: Data = None,
     init_from: Annotated[Optional[str], typer.Option("--from", help="Start from NAME:WEIGHTS (pretrained, e.g. "
                                                                    "resnet18:DEFAULT) or a cnntool checkpoint "
@@ -221,7 +244,9 @@ def finetune_command(
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
-    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, mixup: Mixup = None, cutmix: Cutmix = None,
+    lr_step: LrStep = None, gamma: Gamma = None, plateau_patience: PlateauPatience = None,
+    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, balance: Balance = None, mixup: Mixup = None,
+    cutmix: Cutmix = None,
     grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None,
     augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,
     crop_scale: CropScale = None, crop_ratio: CropRatio = None, hflip: Hflip = None, vflip: Vflip = None,
@@ -229,7 +254,8 @@ def finetune_command(
     device: TrainDevice = None, amp: Amp = None, channels_last: ChannelsLast = None, workers: LoaderWorkers = None,
     threads: Threads = None, cache_images: CacheImages = None, verify: Verify = None,
     max_pixels: TrainMaxPixels = None, seed: TrainSeed = None, deterministic: Deterministic = None,
-    tensorboard: Tensorboard = None, format: Format = None, quiet: Quiet = False, verbose: Verbose = False,
+    tensorboard: Tensorboard = None, config: Config = None, format: Format = None, quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> int:
     """Fine-tune a pretrained model or a cnntool checkpoint on new classes (transfer learning).
 
@@ -245,10 +271,11 @@ def finetune_command(
       cnntool finetune letters/ --from runs/lenet5-1/best.pt --freeze 2 --epochs 20
       cnntool finetune boxes/ --from fasterrcnn_mobilenet_v3_large_320_fpn:COCO_V1 --task detect
     """
-    if resume is None and not init_from:
+    if resume is None and not init_from and config is None:
         raise UsageError("--from is required",
                          hint="e.g. --from resnet18:DEFAULT (pretrained) or --from runs/NAME/best.pt")
-    return _run(locals(), init_from=init_from)
+    options = _with_recipe_file(locals())
+    return _run(options, init_from=options.get("init_from") or init_from)
 
 
 #: The command-line option (parameter name) of each TrainConfig / AugmentConfig field whose
@@ -295,6 +322,47 @@ def _run(options: dict, *, init_from: str | None) -> int:
     return 1 if summary and summary.get("skipped") else 0
 
 
+def _with_recipe_file(options: dict) -> dict:
+    """``--config recipe.toml`` fills every option not given on the command line.
+
+    Keys are option names, with dashes or underscores (``lr``, ``weight-decay``, ``hflip``,
+    ``crop-scale = "0.08,1"``, ``arch-arg = ["depth=5"]``); an unknown key or a value of the
+    wrong type is a usage error naming it.
+    """
+    path = options.get("config")
+    if path is None:
+        return options
+    import tomllib
+
+    from cnntool.cli._options import given_options
+    from cnntool.errors import did_you_mean
+
+    ctx = options["ctx"]
+    try:
+        recipe = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read --config {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"--config {path} is not a TOML file: {str(exc).splitlines()[0]}") from None
+    params = {p.name: p for p in ctx.command.params}
+    given = given_options(ctx)
+    merged = dict(options)
+    for key, value in recipe.items():
+        name = key.replace("-", "_")
+        if name == "from":
+            name = "init_from"
+        if name not in params or name in ("ctx", "config", "resume", "format", "quiet", "verbose"):
+            raise UsageError(f"--config {path}: unknown option {key!r}",
+                             hint=did_you_mean(name, [n for n in params if n not in ("ctx", "config")]))
+        if name in given:
+            continue  # the command line wins
+        try:
+            merged[name] = params[name].process_value(ctx, value)
+        except Exception as exc:  # click's BadParameter and friends
+            raise UsageError(f"--config {path}: bad value for {key}: {value!r} ({str(exc).splitlines()[0]})") from None
+    return merged
+
+
 def _resume_overrides(o: dict) -> dict:
     """Every option given with --resume, for :meth:`TrainConfig.resumed` to take or refuse
     (recipe options first, so a refusal names one of them)."""
@@ -317,7 +385,7 @@ def _field_values(o: dict, init_from: str | None) -> dict:
                   "crop_ratio": lambda v: _pair(v, "--crop-ratio", unit=False),
                   "imgsz": _imgsz, "arch_kwargs": _arch_args, "out": str,
                   "arch": str.lower, "optimizer": str.lower, "schedule": str.lower, "init": str.lower,
-                  "cache": str.lower, "policy": str.lower}
+                  "cache": str.lower, "policy": str.lower, "balance": str.lower}
     values = {}
     for name, option in config_options().items():
         value = o.get(option)

@@ -54,7 +54,8 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None 
 # --- PyTorch DataLoaders -----------------------------------------------------------------------
 
 def make_loader(dataset, *, batch_size: int, train: bool = False, seed: int = 0, workers: int = 0,
-                drop_last: bool | None = None, pin_memory: bool = False, collate_fn=None, batch_sampler=None):
+                drop_last: bool | None = None, pin_memory: bool = False, collate_fn=None, batch_sampler=None,
+                sampler=None):
     """A DataLoader over this process's dataset (its shard under DDP: see :func:`shard_indices`).
 
     Parameters
@@ -76,6 +77,8 @@ def make_loader(dataset, *, batch_size: int, train: bool = False, seed: int = 0,
         The task's collate (default :func:`collate_batch`: stacked batches pass through).
     batch_sampler : optional
         Batches chosen by the task (aspect-ratio groups); replaces ``batch_size`` and shuffling.
+    sampler : optional
+        The training order chosen by the task (:class:`BalancedSampler`); replaces shuffling.
 
     Returns
     -------
@@ -94,7 +97,8 @@ def make_loader(dataset, *, batch_size: int, train: bool = False, seed: int = 0,
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, **common)
     if train:
-        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+        if sampler is None:
+            sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
         if drop_last is None:
             n = len(dataset)
             drop_last = n > batch_size and 0 < n % batch_size < batch_size // 2
@@ -130,6 +134,41 @@ def shard_indices(n: int, *, rank: int = 0, world_size: int = 1, seed: int = 0, 
     per_process = -(-n // world_size)
     padded = np.resize(order, per_process * world_size) if n else order
     return np.sort(padded[rank::world_size])
+
+
+class BalancedSampler:
+    """Class-balanced training order: ``len(labels)`` draws per epoch, with replacement, each class
+    equally likely (each sample with probability 1 / (classes x its class's size)), seeded by
+    (``seed``, epoch) like the shuffled order it replaces.
+
+    Examples
+    --------
+    >>> s = BalancedSampler([0] * 90 + [1] * 10, seed=0)
+    >>> picks = [i for _ in range(20) for i in (s.set_epoch(_) or s)]
+    >>> 0.4 < sum(i >= 90 for i in picks) / len(picks) < 0.6
+    True
+    """
+
+    def __init__(self, labels, *, seed: int = 0):
+        import numpy as np
+
+        labels = np.asarray(labels)
+        counts = np.bincount(labels)
+        weights = 1.0 / counts[labels]
+        self.p = weights / weights.sum()
+        self.seed, self.epoch = seed, 0
+
+    def __iter__(self):
+        import numpy as np
+
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(rng.choice(len(self.p), size=len(self.p), replace=True, p=self.p).tolist())
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
 
 class ShardSampler:

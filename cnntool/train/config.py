@@ -15,7 +15,8 @@ from cnntool.data.transforms import AugmentConfig
 from cnntool.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "step", "plateau")
+BALANCE = ("none", "weights", "sampler")
 INITS = ("auto", "kaiming", "xavier", "torch")
 CACHE_CHOICES = ("auto", "on", "off")
 
@@ -86,10 +87,14 @@ class TrainConfig:
     lr: float | None = None               # None: sgd 0.05 (train) / 0.01 (finetune), adamw 1e-3, x batch/64 for sgd
     momentum: float = 0.9                 # sgd momentum (adamw: beta1)
     weight_decay: float | None = None     # None: sgd 5e-4, adamw 0.05; never on biases and norm layers
-    schedule: str = "cosine"              # cosine decay to 0 | constant, after the warmup
+    schedule: str = "cosine"              # cosine decay to 0 | constant | step (x gamma every lr_step epochs) | plateau (x gamma after plateau_patience epochs without a better best metric)
+    lr_step: int = 30                     # step schedule: epochs between decays
+    gamma: float = 0.1                    # step/plateau: the decay factor
+    plateau_patience: int = 3             # plateau: epochs without improvement before a decay
     warmup_epochs: float = 1.0            # linear warmup from lr/100 (fractions of an epoch allowed)
     accumulate: int = 1                   # optimiser step every N batches (effective batch N x batch_size)
     label_smoothing: float = 0.1          # soft targets: 1 - eps on the class, eps spread over all
+    balance: str = "none"                 # skewed classes: none | weights (loss weights ~ 1/frequency) | sampler (class-balanced sampling)
     mixup: float = 0.0                    # Beta(alpha, alpha) mixup; 0: off (try 0.2)
     cutmix: float = 0.0                   # Beta(alpha, alpha) cutmix; 0: off (try 1.0); with mixup, one per batch
     grad_clip: float | None = None        # clip the gradient norm to this; None: no clipping
@@ -129,6 +134,8 @@ class TrainConfig:
         if self.optimizer is not None:
             _choice(self.optimizer, OPTIMIZERS, "--optimizer")
         _choice(self.schedule, SCHEDULES, "--schedule")
+        _choice(self.balance, BALANCE, "--balance")
+        _number(self.gamma, "--gamma", low=0.0, high=1.0, low_open=True)
         _choice(self.init, INITS, "--init")
         _choice(self.cache, CACHE_CHOICES, "--cache-images")
         _number(self.val_split, "--val-split", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -143,7 +150,8 @@ class TrainConfig:
         _number(self.ema, "--ema", low=0.0, high=1.0, low_open=True, high_open=True, optional=True)
         _number(self.backbone_lr_scale, "--backbone-lr-scale", low=0.0)
         for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size), ("patience", self.patience),
-                            ("accumulate", self.accumulate), ("workers", self.workers), ("threads", self.threads)):
+                            ("accumulate", self.accumulate), ("workers", self.workers), ("threads", self.threads),
+                            ("lr_step", self.lr_step), ("plateau_patience", self.plateau_patience)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value < (0 if name == "workers" else 1)):
                 raise UsageError(f"{flag_name(name)} must be a whole number >= {0 if name == 'workers' else 1}, "

@@ -104,12 +104,13 @@ class StepSettings:
         return value
 
 
-def train_one_epoch(model, loader, optimizer, settings: StepSettings, step) -> dict:
+def train_one_epoch(model, loader, optimizer, settings: StepSettings, step, *, on_batch=None) -> dict:
     """Train ``model`` for one pass over ``loader`` with the task's ``step``.
 
     ``step(model, batch, settings)`` returns ``(loss, stats)``: the loss to minimise (a scalar
     tensor) and a dict of tensors to sum over the epoch (``loss`` as a sum over samples and
-    ``count``, the samples, at least). Returns ``{"sums": {name: float}, "seconds": float}``.
+    ``count``, the samples, at least). ``on_batch(n, images=k)`` is called after every batch (a
+    progress bar). Returns ``{"sums": {name: float}, "seconds": float}``.
 
     Raises
     ------
@@ -141,6 +142,9 @@ def train_one_epoch(model, loader, optimizer, settings: StepSettings, step) -> d
         for key, value in stats.items():
             value = value.detach() if hasattr(value, "detach") else value
             sums[key] = sums[key] + value if key in sums else value
+        if on_batch is not None:
+            count = stats.get("count", 0)
+            on_batch(1, images=int(count) if isinstance(count, int) else 0)
     if settings.device.type == "cuda":
         torch.cuda.synchronize(settings.device)
     seconds = time.perf_counter() - start

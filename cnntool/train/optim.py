@@ -31,9 +31,11 @@ def make_optimizer(cfg, model, heads):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
 
 
-def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) -> float:
+def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str, steps_per_epoch: int = 1,
+              lr_step: int = 30, gamma: float = 0.1, plateau: list | None = None) -> float:
     """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warmup from 1/100,
-    then cosine decay to 0 (or constant).
+    then cosine decay to 0, constant, ``gamma`` every ``lr_step`` epochs (step), or the factor
+    the plateau rule has reached so far (``plateau[0]``, lowered by :func:`plateau_step`).
 
     Examples
     --------
@@ -41,13 +43,31 @@ def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) 
     1.0
     >>> round(lr_factor(50, total_steps=100, warmup_steps=0, schedule="cosine"), 3)
     0.5
+    >>> lr_factor(35, total_steps=100, warmup_steps=0, schedule="step", steps_per_epoch=1, lr_step=30)
+    0.1
     """
     if step < warmup_steps:
         return 0.01 + 0.99 * step / warmup_steps
     if schedule == "constant":
         return 1.0
+    if schedule == "step":
+        return gamma ** ((step // max(1, steps_per_epoch)) // max(1, lr_step))
+    if schedule == "plateau":
+        return plateau[0] if plateau else 1.0
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def plateau_step(scheduler, *, bad_epochs: int, patience: int, gamma: float) -> bool:
+    """The plateau rule, after each epoch: with ``bad_epochs`` (epochs since the best) a multiple
+    of ``patience``, the learning rate drops by ``gamma``; returns whether it did."""
+    holder = getattr(scheduler, "plateau", None)
+    if holder is None or bad_epochs == 0 or bad_epochs % patience:
+        return False
+    holder[0] *= gamma
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    return True
 
 
 def make_scheduler(optimizer, cfg, steps_per_epoch: int):
@@ -58,5 +78,9 @@ def make_scheduler(optimizer, cfg, steps_per_epoch: int):
 
     total = cfg.epochs * steps_per_epoch
     warmup = min(total // 2, round(cfg.warmup_epochs * steps_per_epoch))
-    factor = functools.partial(lr_factor, total_steps=total, warmup_steps=warmup, schedule=cfg.schedule)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    plateau = [1.0]  # the plateau rule's factor so far (saved with the run for --resume)
+    factor = functools.partial(lr_factor, total_steps=total, warmup_steps=warmup, schedule=cfg.schedule,
+                               steps_per_epoch=steps_per_epoch, lr_step=cfg.lr_step, gamma=cfg.gamma, plateau=plateau)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler.plateau = plateau if cfg.schedule == "plateau" else None
+    return scheduler

@@ -248,9 +248,11 @@ def _prepare(cfg, task, checkpoint, resume, overwrite, dist, device, messages) -
     optimizer = make_optimizer(cfg, model, setup.heads)
     pin = device.type == "cuda"
     batch_sampler = getattr(task, "batch_sampler", None)
+    sampler = getattr(task, "sampler", None)
     train_loader = make_loader(data.train, batch_size=cfg.batch_size, train=True, seed=cfg.seed, workers=workers,
                                pin_memory=pin, collate_fn=data.collate,
-                               batch_sampler=batch_sampler(data.train, cfg) if batch_sampler else None)
+                               batch_sampler=batch_sampler(data.train, cfg) if batch_sampler else None,
+                               sampler=sampler(data, cfg) if sampler else None)
     val_loader = make_loader(data.val, batch_size=cfg.batch_size * 2, workers=workers, pin_memory=pin,
                              collate_fn=data.collate)
     steps = math.ceil(len(train_loader) / max(1, cfg.accumulate))
@@ -263,7 +265,7 @@ def _prepare(cfg, task, checkpoint, resume, overwrite, dist, device, messages) -
     out_dir = _run_dir(cfg, resume, overwrite, setup.arch, dist)
     machine = {"device": str(device), "processes": dist.world_size, "workers": workers, "threads": threads,
                "amp": settings.amp, "channels_last": settings.channels_last, "cached": data.cached}
-    run = _Run(cfg, task, setup, data, dist, device, wrapped, optimizer, settings, task.step(cfg), train_loader,
+    run = _Run(cfg, task, setup, data, dist, device, wrapped, optimizer, settings, task.step(cfg, data), train_loader,
                val_loader, out_dir, machine)
     if checkpoint is not None:
         _restore(run, checkpoint)
@@ -371,6 +373,11 @@ def _restore(run: _Run, ckpt: dict) -> None:
     run.best_epoch = int(state.get("best_epoch", 0))
     run.bad_epochs = int(state.get("bad_epochs", 0))
     run.best_result = dict(state.get("best_result") or {})
+    holder = getattr(scheduler, "plateau", None)
+    if holder is not None and state.get("plateau"):
+        holder[0] = float(state["plateau"][0])
+        for group, base, factor in zip(run.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * factor(scheduler.last_epoch)
     restore_rng(ckpt.get("rng"))
 
 
@@ -393,11 +400,24 @@ def _fit(run: _Run, messages, on_epoch, started: float) -> dict:
             run.train_loader.sampler.set_epoch(epoch)
         if hasattr(run.data.train, "set_epoch"):
             run.data.train.set_epoch(epoch)
-        trained = train_one_epoch(run.model, run.train_loader, run.optimizer, run.settings, run.step)
+        bar = messages.bar(len(run.train_loader), f"epoch {epoch + 1}/{cfg.epochs}") if (
+            dist.is_main and hasattr(messages, "bar")) else None
+        try:
+            trained = train_one_epoch(run.model, run.train_loader, run.optimizer, run.settings, run.step,
+                                      on_batch=bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
         validated = evaluate(run.eval_model, run.val_loader, run.settings, evaluator, dist=dist)
         record = _epoch_record(run, epoch + 1, trained, validated)
         _check_diverged(run, record)
         improved = _track_best(run, record, validated)
+        if cfg.schedule == "plateau":
+            from cnntool.train.optim import plateau_step
+
+            if plateau_step(run.settings.scheduler, bad_epochs=run.bad_epochs, patience=cfg.plateau_patience,
+                            gamma=cfg.gamma) and dist.is_main:
+                messages.log(f"no better {task.best[0]} for {run.bad_epochs} epochs: learning rate x {cfg.gamma:g}")
         if dist.is_main:
             _save_epoch(run, record, improved)
             messages.log(_describe_epoch(record, cfg.epochs, task))
@@ -489,7 +509,8 @@ def _save_epoch(run: _Run, record: dict, improved: bool) -> None:
         save_checkpoint(run.out_dir / BEST, _checkpoint(run, run.eval_model, record, record["epoch"]))
     train_state = {"history": run.history, "best_value": run.best_value, "best_tie": run.best_tie,
                    "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs,
-                   "best_result": _plain_result(run.best_result)}
+                   "best_result": _plain_result(run.best_result),
+                   "plateau": list(getattr(settings.scheduler, "plateau", None) or [])}
     last = _checkpoint(
         run, run.module, record, record["epoch"],
         optimizer=run.optimizer.state_dict(), scheduler=settings.scheduler.state_dict(),

@@ -59,7 +59,7 @@ class BrightnessTask:
                         val=BrightnessData(32, 1), sizes={"train": 64, "val": 32}, split="generated",
                         cached=True, describe="brightness regression")
 
-    def step(self, cfg):
+    def step(self, cfg, data):
         def step(model, batch, settings):
             images, target = batch
             pred = model(settings.inputs(images))[:, 0]

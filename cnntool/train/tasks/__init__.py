@@ -13,7 +13,9 @@ members, kept flat (no hooks, no framework):
                               activations; ``torch``: the builder's own, e.g. a detector's priors)
 ``recipe``                    defaults for the recipe options the user left out (epochs, lr...)
 ``load_data(cfg, preprocessing, dist)`` -> :class:`TaskData`
-``step(cfg)``                 -> ``step(model, batch, settings) -> (loss, stats)`` for training
+``step(cfg, data)``           -> ``step(model, batch, settings) -> (loss, stats)`` for training
+``sampler(data, cfg)``        optional: the training order (class-balanced...), or None
+``batch_sampler(dataset, cfg)`` optional: whole batches (aspect-ratio groups), or None
 ``evaluator(data, cfg)``      -> an object with ``reset()``, ``update(model, batch, settings)``,
                               ``compute(dist) -> dict`` (summed over processes)
 ``epoch_metrics(sums)``       training sums -> the ``train_*`` fields of the epoch record

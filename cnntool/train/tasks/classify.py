@@ -116,17 +116,35 @@ class ClassifyTask:
             seed=cfg.seed, cache=cfg.cache, verify=cfg.verify, max_pixels=cfg.max_pixels,
             rank=dist.rank, world_size=dist.world_size)
 
-    def step(self, cfg):
-        """Cross-entropy with label smoothing; mixup/cutmix on the normalised batch when asked."""
+    def sampler(self, data: TaskData, cfg):
+        """``--balance sampler``: a class-balanced training order."""
+        if cfg.balance != "sampler":
+            return None
+        from cnntool.data.loaders import BalancedSampler
+
+        return BalancedSampler(data.train.targets, seed=cfg.seed)
+
+    def step(self, cfg, data: TaskData):
+        """Cross-entropy with label smoothing (and class weights with ``--balance weights``);
+        mixup/cutmix on the normalised batch when asked."""
+        import torch
         import torch.nn.functional as F
 
         from cnntool.train.augment import Mixer
 
+        weight = None
+        if cfg.balance == "weights":
+            counts = np.bincount(np.asarray(data.train.targets), minlength=len(data.model_classes)).astype(np.float64)
+            inverse = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
+            weight = torch.tensor(inverse, dtype=torch.float32)
         loss_fn = functools.partial(F.cross_entropy, label_smoothing=cfg.label_smoothing)
         mixer = Mixer(cfg.mixup, cfg.cutmix)
         mixer = mixer if mixer.active else None
 
         def step(model, batch, settings):
+            nonlocal loss_fn, weight
+            if weight is not None:  # moved to the device once
+                loss_fn, weight = functools.partial(loss_fn, weight=settings.to_device(weight)), None
             images, labels = batch
             x, y = settings.inputs(images), settings.to_device(labels)
             if mixer is not None:
