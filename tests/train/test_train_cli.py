@@ -124,9 +124,9 @@ def test_resume_extends_a_finished_run_with_more_epochs(shapes, tmp_path, monkey
     starting_lrs = []
     train_one_epoch = loop.train_one_epoch
 
-    def recording(model, loader, optimizer, settings, step):
+    def recording(model, loader, optimizer, settings, step, **kwargs):
         starting_lrs.append(optimizer.param_groups[0]["lr"])
-        return train_one_epoch(model, loader, optimizer, settings, step)
+        return train_one_epoch(model, loader, optimizer, settings, step, **kwargs)
 
     monkeypatch.setattr(loop, "train_one_epoch", recording)
     result = runner.invoke(app, ["train", "--resume", str(out), "--epochs", "3", "--device", "cpu",
