@@ -35,6 +35,10 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Image
 Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU when there is one.")]
 Model = Annotated[str, typer.Option("--model", "-m", help="A registry name, NAME:WEIGHTS, or a checkpoint path.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; same inputs and options give the same records.")]
+ImgSize = Annotated[Optional[str], typer.Option("--imgsz", metavar="SIZE",
+                                                help="Model input size, H or HxW [default: the model's, as "
+                                                     "trained and recorded in its checkpoint].",
+                                                show_default=False)]
 MaxPixels = Annotated[
     int,
     typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression-bomb guard)."),
@@ -46,6 +50,39 @@ def make_output(format: str | None, quiet: bool = False, verbose: bool = False) 
     if format is not None and format not in FORMATS:
         raise UsageError(f"unknown --format {format!r}", hint="use one of: " + ", ".join(FORMATS))
     return Output(format, quiet=quiet, verbose=verbose)
+
+
+def parse_imgsz(text: str) -> tuple[int, int]:
+    """``--imgsz``: one side (``224``) or ``HxW`` (``160x224``).
+
+    Examples
+    --------
+    >>> parse_imgsz("224"), parse_imgsz("160x224")
+    ((224, 224), (160, 224))
+    """
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"bad --imgsz {text!r}", hint="one side (224) or HxW (160x224)") from None
+    if len(numbers) == 1:
+        numbers *= 2
+    if len(numbers) != 2 or min(numbers) < 8 or max(numbers) > 4096:
+        raise UsageError(f"bad --imgsz {text!r}", hint="one side (224) or HxW (160x224), sides from 8 to 4096")
+    return (numbers[0], numbers[1])
+
+
+def with_imgsz(loaded, text: str | None):
+    """The loaded model seeing ``--imgsz`` inputs (checked by one forward pass), or as it was."""
+    if text is None:
+        return loaded
+    import dataclasses
+
+    from cnntool.train.setup import check_input_size
+
+    preprocessing = loaded.preprocessing.with_size(parse_imgsz(text))
+    check_input_size(loaded.model, preprocessing, loaded.entry.name)
+    return dataclasses.replace(loaded, preprocessing=preprocessing)
 
 
 def given_options(ctx) -> set[str]:

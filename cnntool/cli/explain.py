@@ -14,6 +14,7 @@ from cnntool.cli._options import (
     BatchSize,
     Device,
     Format,
+    ImgSize,
     Inputs,
     MaxPixels,
     Model,
@@ -64,6 +65,7 @@ def explain_command(
     eigen_smooth: EigenSmooth = False,
     out: OutDir = None,
     overwrite: Overwrite = False,
+    imgsz: ImgSize = None,
     batch_size: BatchSize = 16,
     workers: Workers = 0,
     device: Device = "auto",
@@ -121,7 +123,9 @@ def explain_command(
     import torch
 
     torch.manual_seed(seed)
-    loaded = load(model, task="classification", device=str(resolve_device(device)))
+    from cnntool.cli._options import with_imgsz
+
+    loaded = with_imgsz(load(model, task="classification", device=str(resolve_device(device))), imgsz)
     config = ExplainConfig(method=method, layer=layer, target=target, score=score, aug_smooth=aug_smooth,
                            eigen_smooth=eigen_smooth, batch_size=batch_size, max_maps=max_maps, channel=channel)
     config = replace(config, maximize=replace(config.maximize, steps=steps, seed=seed))

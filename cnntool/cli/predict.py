@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnntool.cli._options import (BatchSize, Device, Format, Inputs, MaxPixels, Model, OutDir, Overwrite, Quiet,
+from cnntool.cli._options import (BatchSize, Device, Format, ImgSize, Inputs, MaxPixels, Model, OutDir, Overwrite, Quiet,
                                   Verbose, Workers, make_output)
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import GateFailed, UsageError
@@ -45,6 +45,7 @@ def predict_command(
     link: Annotated[bool, typer.Option("--link", help="With --sort-into: symlink instead of copying.")] = False,
     out: OutDir = None,
     overwrite: Overwrite = False,
+    imgsz: ImgSize = None,
     batch_size: BatchSize = 64,
     workers: Workers = 0,
     device: Device = "auto",
@@ -87,7 +88,9 @@ def predict_command(
     from cnntool.models.loading import load
 
     torch_device = resolve_device(device)
-    loaded = load(model, task="classification", device=str(torch_device))
+    from cnntool.cli._options import with_imgsz
+
+    loaded = with_imgsz(load(model, task="classification", device=str(torch_device)), imgsz)
     if loaded.random_weights:
         output.warn(f"{model} has random weights (no checkpoint or pretrained weights): its predictions mean nothing")
     if out is not None and not evaluate:

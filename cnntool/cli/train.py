@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnntool.cli._options import Format, Quiet, Verbose, make_output
+from cnntool.cli._options import Format, ImgSize, Quiet, Verbose, make_output, parse_imgsz
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import UsageError
 
@@ -34,10 +34,6 @@ Data = Annotated[
 TaskOption = Annotated[Optional[str], typer.Option("--task", help="classify | detect | segment | video [default: the "
                                                                   "model's task, else the dataset's layout].",
                                                    show_default=False)]
-Imgsz = Annotated[Optional[str], typer.Option("--imgsz", metavar="SIZE", help="Model input size, H or HxW, e.g. 160 "
-                                                                              "[default: the model's]. Recorded in the "
-                                                                              "checkpoint and used at inference.",
-                                              show_default=False)]
 ArchArg = Annotated[Optional[list[str]], typer.Option("--arch-arg", metavar="KEY=VALUE",
                                                       help="A model builder option, repeatable, e.g. depth=5 "
                                                            "(see `cnntool models info NAME`).", show_default=False)]
@@ -192,7 +188,7 @@ def train_command(
                                                                    "[default: the task's: tiny_fcos, unet, c3d_small; "
                                                                    "required for classification] (see `cnntool "
                                                                    "models list`).", show_default=False)] = None,
-    task: TaskOption = None, imgsz: Imgsz = None, arch_arg: ArchArg = None,
+    task: TaskOption = None, imgsz: ImgSize = None, arch_arg: ArchArg = None,
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
@@ -240,7 +236,7 @@ def finetune_command(
     backbone_lr_scale: Annotated[Optional[float], typer.Option("--backbone-lr-scale", min=0.0,
                                                                help="Backbone learning rate = lr x this "
                                                                     "[default: 0.1].", show_default=False)] = None,
-    task: TaskOption = None, imgsz: Imgsz = None,
+    task: TaskOption = None, imgsz: ImgSize = None,
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
@@ -383,7 +379,7 @@ def _field_values(o: dict, init_from: str | None) -> dict:
     fields keep their own names (``rotate``, ``brightness``...)."""
     converters = {"crop_scale": lambda v: _pair(v, "--crop-scale", unit=True),
                   "crop_ratio": lambda v: _pair(v, "--crop-ratio", unit=False),
-                  "imgsz": _imgsz, "arch_kwargs": _arch_args, "out": str,
+                  "imgsz": parse_imgsz, "arch_kwargs": _arch_args, "out": str,
                   "arch": str.lower, "optimizer": str.lower, "schedule": str.lower, "init": str.lower,
                   "cache": str.lower, "policy": str.lower, "balance": str.lower}
     values = {}
@@ -421,19 +417,6 @@ def _pair(text: str, flag: str, *, unit: bool):
     if not unit and not 0.0 < low <= high:
         raise UsageError(f"bad {flag} {text!r}", hint="need 0 < MIN <= MAX")
     return (low, high)
-
-
-def _imgsz(text: str) -> tuple[int, int]:
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"bad --imgsz {text!r}", hint="one side (224) or HxW (160x224)") from None
-    if len(numbers) == 1:
-        numbers *= 2
-    if len(numbers) != 2:
-        raise UsageError(f"bad --imgsz {text!r}", hint="one side (224) or HxW (160x224)")
-    return (numbers[0], numbers[1])
 
 
 def _arch_args(pairs: list[str]) -> dict:

@@ -71,12 +71,12 @@ MODEL_METHODS = ("kernels", "maximize")
 #: Every ``--method``.
 METHODS = CAM_METHODS + ("featuremaps",) + MODEL_METHODS
 #: The options (CLI parameter names) each method uses; any other one given is refused.
-_HEATMAP_OPTIONS = ("inputs", "layer", "target", "score", "aug_smooth", "eigen_smooth", "batch_size")
+_HEATMAP_OPTIONS = ("inputs", "layer", "target", "score", "aug_smooth", "eigen_smooth", "batch_size", "imgsz")
 METHOD_OPTIONS = {
     **{m: _HEATMAP_OPTIONS for m in CAM_METHODS},
-    "featuremaps": ("inputs", "layer", "max_maps", "batch_size"),
+    "featuremaps": ("inputs", "layer", "max_maps", "batch_size", "imgsz"),
     "kernels": ("layer",),
-    "maximize": ("layer", "channel", "steps"),
+    "maximize": ("layer", "channel", "steps", "imgsz"),
 }
 #: The box around the hot region: pixels at least this fraction of the heatmap's maximum.
 BOX_THRESHOLD = 0.5

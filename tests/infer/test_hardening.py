@@ -136,3 +136,11 @@ def test_random_weights_are_said_where_the_user_looks(tmp_path):
     png(tmp_path / "img" / "a.png", (12, 12))
     result = invoke("predict", tmp_path / "img", "-m", "lenet5")
     assert result.exit_code == 0 and "random weights" in result.stderr
+
+
+def test_imgsz_at_inference(tmp_path):
+    png(tmp_path / "img" / "a.png", (40, 40, 3))
+    result = invoke("explain", tmp_path / "img", "-m", "simple_cnn", "--imgsz", "96")
+    assert result.exit_code == 0, result.output
+    bad = invoke("predict", tmp_path / "img", "-m", checkpoint(tmp_path / "m.pt"), "--imgsz", "24")
+    assert bad.exit_code == 2 and "lenet5 cannot take a 1x24x24 input" in bad.stderr
