@@ -80,7 +80,7 @@ def predict_command(
 
         check_evaluation_outputs(out, overwrite)  # before predicting, not after
     from cnntool.cli._options import default_workers
-    from cnntool.data.pixels import read_images
+    from cnntool.data.pixels import read_images, watch_sizes
     from cnntool.data.sources import resolve_inputs
     from cnntool.device import resolve_device
     from cnntool.data.sources import require_inputs
@@ -102,6 +102,7 @@ def predict_command(
     pre = loaded.preprocessing
     samples = read_images(items, mode=pre.decode_mode, max_pixels=max_pixels, workers=default_workers(workers),
                           prepare=pre.resize, keep_image=False, chunk=max(1, -(-batch_size // default_workers(workers))))
+    samples = watch_sizes(samples, lambda sizes: _warn_unlike(loaded, sizes, output))
     records = predict_records(loaded, samples, device=torch_device, batch_size=batch_size, topk=topk,
                               threshold=threshold)
     for item, record in zip(items, output.progress(records, total=len(items), desc="predict")):
@@ -116,6 +117,15 @@ def predict_command(
     if summary is not None and fail_under is not None and summary["accuracy"] < fail_under:
         raise GateFailed(f"accuracy {summary['accuracy']:.4f} is under --fail-under {fail_under:g}")
     return output.exit_code
+
+
+def _warn_unlike(loaded, sizes, output) -> None:
+    """Warn when the inputs are unlike the images the model was trained on."""
+    from cnntool.data.datasets import profile_warning
+
+    message = profile_warning(loaded.checkpoint.get("data_profile"), sizes)
+    if message:
+        output.warn(message)
 
 
 def _sorted(record: dict, item, sorter) -> dict:

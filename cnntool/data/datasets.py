@@ -42,6 +42,12 @@ SPLITS = ("train", "val", "test")
 #: Datasets whose prepared pixels fit in this many bytes are cached in memory by ``cache="auto"``.
 CACHE_BUDGET_BYTES = 2 << 30
 
+#: Images whose original sizes a dataset profile keeps (see :func:`size_profile`).
+PROFILE_SAMPLES = 1000
+#: Inputs whose median area differs from the training images' by more than this factor (either
+#: way) get a warning: the model never saw images like them.
+PROFILE_AREA_FACTOR = 16.0
+
 #: Threads used to decode a dataset when it is built.
 DEFAULT_DECODE_WORKERS = min(8, os.cpu_count() or 1)
 
@@ -128,6 +134,44 @@ def dataset_task(root: str | os.PathLike) -> str:
                     return "video"
             break
     return "classification"
+
+
+def size_profile(sizes) -> dict | None:
+    """What a model's training images looked like, as a checkpoint records it: the median (h, w)
+    and the range of the images seen (None without sizes).
+
+    Examples
+    --------
+    >>> size_profile([(8, 8), (8, 10), (9, 8)])
+    {'median_size': [8, 8], 'min_size': [8, 8], 'max_size': [9, 10], 'images': 3}
+    """
+    sizes = np.asarray(list(sizes), np.int64).reshape(-1, 2)
+    if not len(sizes):
+        return None
+    return {"median_size": [int(v) for v in np.median(sizes, axis=0)], "min_size": sizes.min(0).tolist(),
+            "max_size": sizes.max(0).tolist(), "images": int(len(sizes))}
+
+
+def profile_warning(profile: dict | None, sizes) -> str | None:
+    """A warning when inputs are far from the training images a profile describes (median area
+    off by more than :data:`PROFILE_AREA_FACTOR`), else None.
+
+    Examples
+    --------
+    >>> profile_warning(size_profile([(8, 8)] * 5), [(512, 512)] * 3)
+    'the inputs (median 512x512) are far larger than the images this model was trained on (median 8x8): its answers may mean little'
+    """
+    sizes = np.asarray(list(sizes), np.int64).reshape(-1, 2)
+    if not profile or not len(sizes) or "median_size" not in profile:
+        return None
+    seen_h, seen_w = profile["median_size"]
+    h, w = (int(v) for v in np.median(sizes, axis=0))
+    ratio = (h * w) / max(1, seen_h * seen_w)
+    if 1 / PROFILE_AREA_FACTOR <= ratio <= PROFILE_AREA_FACTOR:
+        return None
+    way = "larger" if ratio > 1 else "smaller"
+    return (f"the inputs (median {h}x{w}) are far {way} than the images this model was trained on "
+            f"(median {seen_h}x{seen_w}): its answers may mean little")
 
 
 def find_classes(root: str | os.PathLike) -> list[str]:
@@ -280,6 +324,7 @@ class ImageDataset:
         self.mode = decode_mode(channels)
         self.max_pixels = max_pixels  # None: decode_image's default
         self.skipped: list[tuple[str, str]] = []
+        self.original_sizes: list[tuple[int, int]] = []  # (h, w) of decoded images, for the data profile
         self._stacked: np.ndarray | None = None
         self._images: list[np.ndarray] | None = None
         probed: list = []
@@ -296,7 +341,10 @@ class ImageDataset:
     def _read(self, path: str) -> np.ndarray:
         from cnntool.data.decode import decode_image
 
-        return self.prepare(decode_image(path, mode=self.mode, max_pixels=self.max_pixels))
+        image = decode_image(path, mode=self.mode, max_pixels=self.max_pixels)
+        if len(self.original_sizes) < PROFILE_SAMPLES:  # list.append is atomic: safe from the decode threads
+            self.original_sizes.append(image.shape[:2])
+        return self.prepare(image)
 
     def _try_read(self, path: str):
         try:

@@ -147,6 +147,30 @@ def read_images(items: Sequence, *, mode: str = "rgb", max_pixels: int | None = 
         yield from loaded
 
 
+def watch_sizes(samples: Iterable[Sample], check: Callable[[list], None], *, first: int = 64) -> Iterator[Sample]:
+    """Pass samples through; call ``check(sizes)`` once with the (h, w) of the first ``first``
+    good ones (or of all, when there are fewer): an early look at what the inputs are like.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> out = list(watch_sizes([Sample("a", PurePath("a"), np.zeros((4, 6), np.uint8))], seen.append))
+    >>> seen
+    [[(4, 6)]]
+    """
+    sizes: list = []
+    done = False
+    for sample in samples:
+        if sample.ok and sample.size is not None and not done:
+            sizes.append(sample.size)
+            if len(sizes) >= first:
+                check(sizes)
+                done = True
+        yield sample
+    if not done and sizes:
+        check(sizes)
+
+
 @dataclass
 class Batch:
     """Samples grouped for one forward pass.

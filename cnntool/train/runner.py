@@ -495,6 +495,8 @@ def _checkpoint(run: _Run, model, metrics: dict, epoch: int, **extra) -> dict:
     s = run.setup
     if s.source is not None:
         extra["finetuned_from"] = s.source
+    if run.data.profile:
+        extra["data_profile"] = run.data.profile
     return make_checkpoint(model, arch=s.arch, task=run.task.name, classes=run.data.model_classes,
                            preprocessing=s.preprocessing, arch_kwargs=s.arch_kwargs, config=run.cfg.to_dict(),
                            metrics=metrics, epoch=epoch, init=s.init, **extra)

@@ -144,3 +144,4 @@ def test_imgsz_at_inference(tmp_path):
     assert result.exit_code == 0, result.output
     bad = invoke("predict", tmp_path / "img", "-m", checkpoint(tmp_path / "m.pt"), "--imgsz", "24")
     assert bad.exit_code == 2 and "lenet5 cannot take a 1x24x24 input" in bad.stderr
+

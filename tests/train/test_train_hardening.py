@@ -128,3 +128,16 @@ def test_the_recorded_input_size_is_used_at_inference(shapes, tmp_path):
     assert json.loads(info.stdout)["input_size"] == "3x24x24"
     predicted = runner.invoke(app, ["predict", str(shapes / "val"), "-m", str(out), "--format", "jsonl"])
     assert predicted.exit_code == 0, predicted.output
+
+
+def test_inputs_unlike_the_training_data_get_a_warning(shapes, run, tmp_path):
+    import cv2
+    import numpy as np
+
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "big.png"), np.random.default_rng(0).integers(0, 256, (512, 512, 3),
+                                                                                           dtype=np.uint8))
+    result = runner.invoke(app, ["predict", str(tmp_path / "photos"), "-m", str(run), "--format", "jsonl"])
+    assert result.exit_code == 0 and "far larger than the images this model was trained on" in result.stderr
+    same = runner.invoke(app, ["predict", str(shapes / "val"), "-m", str(run), "--format", "jsonl"])
+    assert same.exit_code == 0 and "trained on" not in same.stderr

@@ -63,6 +63,9 @@ class TaskData:
         The DataLoader's collate function (None: the data layer's default).
     cached : bool
         The decoded data is held in memory (then loader workers only slow things down).
+    profile : dict or None
+        What the training images look like (:func:`cnntool.data.datasets.size_profile`), kept in
+        checkpoints so inference can warn about inputs unlike them.
     describe : str
         What the data is, for the run's first log line (``10 classes, folders``).
     """
@@ -78,6 +81,7 @@ class TaskData:
     collate: Any = None
     cached: bool = False
     describe: str = ""
+    profile: dict | None = None
 
 
 def get_task(name: str):

@@ -93,9 +93,11 @@ def load_classification_data(root: str, preprocessing, *, augment=None, val_spli
     if len(val) == 0 and sizes["val"] > 0 and world_size == 1:
         raise DatasetError(f"no readable validation images under {root}",
                            hint="add images to val/, or raise --val-split")
+    from cnntool.data.datasets import size_profile
+
     return TaskData(classes=classes, model_classes=list(classes), train=train, val=val, test=test, sizes=sizes,
                     skipped=skipped, split=split, cached=train.cached and val.cached,
-                    describe=f"{len(classes)} classes, {split}")
+                    describe=f"{len(classes)} classes, {split}", profile=size_profile(train.original_sizes))
 
 
 class ClassifyTask:
