@@ -16,7 +16,7 @@ from typing import Any
 
 from cnntool.data.preprocessing import Preprocessing
 from cnntool.errors import CheckpointError
-from cnntool.models.registry import ModelEntry, build_pretrained, get_entry, is_checkpoint_spec
+from cnntool.models.registry import TIMM_PREFIX, ModelEntry, build_pretrained, get_entry, is_checkpoint_spec
 from cnntool.models.tasks import TASK_INFO
 
 #: The checkpoint a run folder stands for.
@@ -201,10 +201,13 @@ def pretrained_preprocessing(entry: ModelEntry, member) -> Preprocessing:
     with: their crop, resize and interpolation.
 
     Mean and std stay the entry's: they describe the model as cnntool builds it (GoogLeNet is
-    built without torchvision's ``transform_input``, so its entry says 0.5/0.5).
+    built without torchvision's ``transform_input``, so its entry says 0.5/0.5). timm's weights
+    (``timm/`` entries) carry their whole preprocessing, mean and std included.
     """
     import dataclasses
 
+    if entry.name.startswith(TIMM_PREFIX):
+        return member.preprocessing
     transform = member.transforms()
     p = entry.preprocessing
     changes: dict = {}

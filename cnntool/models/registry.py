@@ -33,7 +33,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TIMM_PREFIX = "timm/"
 
 # Modules whose import registers entries. Later tasks (detection, segmentation, video) add theirs.
-_ENTRY_MODULES = ("cnntool.models.entries", "cnntool.models.zoo")
+_ENTRY_MODULES = ("cnntool.models.entries", "cnntool.models.zoo", "cnntool.models.zoo_tasks")
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,11 @@ class ModelEntry:
     torchvision_name : str or None
         The name in ``torchvision.models`` when torchvision provides the model.
     reference_params : int
-        Parameter count with the default head, as published: a stored fact, so listings need
-        not build the model; a test checks it against a build.
+        Parameter count with the default head as cnntool builds the model without weights (for
+        torchvision's entries, the published count; detectors built without pretrained weights
+        have trainable BatchNorm where the published ones have frozen statistics, which adds
+        those layers' affine parameters): a stored fact, so listings need not build the model;
+        a test checks it against a build.
     description : str
         One line for listings.
     builder_kwargs : dict
@@ -138,8 +141,10 @@ class ModelEntry:
                     from cnntool.models.surgery import replace_heads
 
                     replace_heads(model, self.heads, num_classes)
-            else:
+            elif self.heads:
                 model = fn(weights=None, num_classes=num_classes, **kwargs)
+            else:  # no class-sized output (optical flow)
+                model = fn(weights=None, **kwargs)
             if in_channels != self.input_size[0]:
                 from cnntool.models.surgery import replace_first_conv
 
@@ -240,7 +245,10 @@ def is_checkpoint_spec(spec: str) -> bool:
 
 
 def cached_weights_path(entry: ModelEntry, weights: str) -> Path:
-    """Where torchvision's hub cache keeps the file of ``weights`` (``$TORCH_HOME/hub/checkpoints/...``)."""
+    """Where torchvision's hub cache keeps the file of ``weights`` (``$TORCH_HOME/hub/checkpoints/...``);
+    for ``timm/`` entries, where the local Hugging Face cache keeps it (or would)."""
+    if entry.name.startswith(TIMM_PREFIX):
+        return entry.torchvision_weights(weights).cache_path
     from torch.hub import get_dir
 
     member = entry.torchvision_weights(weights)
@@ -253,10 +261,13 @@ def build_pretrained(entry: ModelEntry, weights: str, num_classes: int | None = 
     The user asked for these weights by name, so a download is allowed; it goes through
     :func:`fetch_weights` (no "Downloading:" line from torch's hub, a progress bar only on a
     terminal), and an offline machine gets one :class:`MissingWeightsError` naming the URL and
-    the exact cache path to put the file at.
+    the exact cache path to put the file at. ``timm/`` entries never download: they read the
+    local Hugging Face cache only (:meth:`cnntool.models.timm_source.TimmEntry.build`).
     """
     import pickle
 
+    if entry.name.startswith(TIMM_PREFIX):
+        return entry.build(weights=weights, num_classes=num_classes)
     url = entry.torchvision_weights(weights).url
     cached = cached_weights_path(entry, weights)
     if not cached.is_file():
