@@ -106,10 +106,6 @@ def find_splits(root: str | os.PathLike) -> dict[str, Path]:
     return {name: root / name for name in SPLITS if (root / name).is_dir()}
 
 
-#: Video file extensions (a class folder of these is a video classification dataset).
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
-
-
 def dataset_task(root: str | os.PathLike) -> str:
     """The task a dataset folder's layout is for (DESIGN section 5), looking at ``root`` or its
     ``train/`` split: ``annotations.json`` (COCO) or ``images/`` + ``labels/`` (YOLO) is detection,
@@ -121,6 +117,8 @@ def dataset_task(root: str | os.PathLike) -> str:
     >>> dataset_task("samples/digits")
     'classification'
     """
+    from cnntool.data.video import VIDEO_EXTENSIONS
+
     root = Path(root)
     base = root / "train" if (root / "train").is_dir() else root
     if (base / "annotations.json").is_file() or ((base / "images").is_dir() and (base / "labels").is_dir()):
@@ -180,7 +178,8 @@ def find_classes(root: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def index_image_folder(root: str | os.PathLike, *, classes: Sequence[str] | None = None) -> FolderIndex:
+def index_image_folder(root: str | os.PathLike, *, classes: Sequence[str] | None = None,
+                       extensions: Sequence[str] | None = None, what: str = "images") -> FolderIndex:
     """Index ``root/<class>/**/*.<image ext>`` (sorted; hidden files skipped).
 
     Parameters
@@ -190,6 +189,10 @@ def index_image_folder(root: str | os.PathLike, *, classes: Sequence[str] | None
         The class list to index against (a validation split must use the training split's
         classes). A class folder not in it is a :class:`DatasetError`; a class with no folder
         here simply has no samples.
+    extensions : sequence of str, optional
+        Which files count (default: images; ``cnntool.data.video.VIDEO_EXTENSIONS`` for video datasets).
+    what : str
+        What the files are, for messages (``images``, ``videos``).
 
     Raises
     ------
@@ -215,12 +218,14 @@ def index_image_folder(root: str | os.PathLike, *, classes: Sequence[str] | None
         if unknown:
             raise DatasetError(f"{root} has class folders the training data lacks: {', '.join(unknown[:5])}",
                                hint="every split must use the same class folder names")
+    example = "*.mp4" if what == "videos" else "*.png"
     if not classes:
         raise DatasetError(f"{root} has no class folders",
-                           hint="put the images of each class in their own folder: ROOT/<class>/*.png")
+                           hint=f"put the {what} of each class in their own folder: ROOT/<class>/{example}")
     lookup = {name: i for i, name in enumerate(classes)}
     index = FolderIndex(str(root), list(classes))
-    for item in resolve_inputs([str(root)]):
+    kwargs = {"extensions": extensions} if extensions is not None else {}
+    for item in resolve_inputs([str(root)], **kwargs):
         if item.error:  # an unreadable subfolder, a pipe...: listed, never silently dropped
             index.skipped.append((item.path, item.error))
             continue
@@ -231,8 +236,7 @@ def index_image_folder(root: str | os.PathLike, *, classes: Sequence[str] | None
         index.paths.append(item.path)
         index.labels.append(lookup[parts[0]])
     if not index.paths:
-        raise DatasetError(f"no images found under {root}",
-                           hint="expected ROOT/<class>/*.png (or .jpg, .tif, ...)")
+        raise DatasetError(f"no {what} found under {root}", hint=f"expected ROOT/<class>/{example}")
     return index
 
 

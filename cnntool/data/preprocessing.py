@@ -67,6 +67,9 @@ class Preprocessing:
         torchvision's ``antialias=True`` resize applies whatever the filter.
     normalize_in_model : bool
         The model takes [0, 1] floats and normalises itself.
+    frame_stride : int
+        Clip models: the model sees every ``frame_stride``-th frame of the video (its T frames
+        span ``T x frame_stride`` source frames).
     """
 
     input_size: tuple[int, ...]
@@ -76,6 +79,7 @@ class Preprocessing:
     resize_size: int | tuple[int, int] | None = None
     interpolation: str = "bilinear"
     normalize_in_model: bool = False
+    frame_stride: int = 1
 
     # --- shape ---------------------------------------------------------------------------------
     @property
@@ -189,8 +193,11 @@ class Preprocessing:
         in_model = data.get("normalize_in_model", False)
         if not isinstance(in_model, bool):
             raise ValueError("normalize_in_model must be true or false")
+        frame_stride = data.get("frame_stride", 1)
+        if not (isinstance(frame_stride, int) and not isinstance(frame_stride, bool) and 1 <= frame_stride <= 64):
+            raise ValueError(f"frame_stride must be a whole number from 1 to 64, not {frame_stride!r}")
         return cls(resize_mode=mode, resize_size=resize, interpolation=interpolation, normalize_in_model=in_model,
-                   **values)
+                   frame_stride=frame_stride, **values)
 
     # --- pixels ----------------------------------------------------------------------------------
     def output_size(self, height: int, width: int) -> tuple[int, int]:

@@ -112,7 +112,7 @@ class TrainTransform:
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """The deterministic, cacheable step: channels, and a shrink when the image is larger
         than the model needs (so a cache of prepared images stays small). Never enlarges."""
-        channels, height, width = self.preprocess.input_size
+        channels, (height, width) = self.preprocess.channels, self.preprocess.size
         image = to_channels(image, channels)
         h, w = image.shape[:2]
         resize_size = self._crop_resize()
@@ -160,7 +160,7 @@ class TrainTransform:
         """Warp one prepared image (H', W', C) with one row of :meth:`draw`; uint8 (H, W, C) out."""
         import cv2
 
-        channels, height, width = self.preprocess.input_size
+        height, width = self.preprocess.size
         matrix = self._affine(image.shape[0], image.shape[1], params)
         out = cv2.warpAffine(image, matrix[:2], (width, height), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=(BORDER_VALUE,) * 4)
@@ -174,7 +174,7 @@ class TrainTransform:
 
     def _framing(self, h: int, w: int, params: np.ndarray) -> np.ndarray:
         """3x3 matrix from image corner coordinates to output corner coordinates."""
-        _, height, width = self.preprocess.input_size
+        height, width = self.preprocess.size
         a = self.augment
         if a.crop_scale is not None:
             area = h * w * (a.crop_scale[0] + params[10] * (a.crop_scale[1] - a.crop_scale[0]))
@@ -193,7 +193,7 @@ class TrainTransform:
 
     def _affine(self, h: int, w: int, params: np.ndarray) -> np.ndarray:
         """Pixel-centre 3x3 matrix: framing, then rotation/shear/zoom/flip about the centre, then shift."""
-        _, height, width = self.preprocess.input_size
+        height, width = self.preprocess.size
         angle, shear = np.radians(params[0]), np.radians(params[1])
         zoom = params[2]
         cos, sin = np.cos(angle), np.sin(angle)
@@ -257,7 +257,7 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 def normalize_batch(images, mean, std):
-    """uint8 (N, C, H, W) tensor -> float32 normalised, on the tensor's device.
+    """uint8 (N, C, H, W) tensor (or clips (N, C, T, H, W)) -> float32 normalised, on the tensor's device.
 
     ``mean`` and ``std`` are per-channel sequences (or tensors). Computes
     ``x * (1 / (255 std)) - mean / std`` in place after the conversion to float,
@@ -271,6 +271,9 @@ def normalize_batch(images, mean, std):
     1.0
     """
     scale, offset = batch_affine(mean, std, images.device)
+    if images.ndim != 4:  # clips (N, C, T, H, W): the channel axis is still the second
+        shape = (1, -1) + (1,) * (images.ndim - 2)
+        scale, offset = scale.reshape(shape), offset.reshape(shape)
     return images.float().mul_(scale).add_(offset)
 
 

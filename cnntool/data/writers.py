@@ -421,7 +421,7 @@ def _compact(ledger: Path) -> None:
 
 # --- atomic writes and stale temporary files ------------------------------------------------------
 
-_TEMP_RE = re.compile(r"\.cnntool-(\d+)-([0-9a-f]{6})-([0-9a-f]{6})\.tmp$")
+_TEMP_RE = re.compile(r"\.cnntool-(\d+)-([0-9a-f]{6})-([0-9a-f]{6})\.tmp(\.[A-Za-z0-9]+)?$")
 _HOST = hashlib.blake2b(socket.gethostname().encode("utf-8", "replace"), digest_size=3).hexdigest()
 _TOKENS: dict[int, str] = {}  # pid -> this process's token (a forked child gets a new one)
 _CLEANED: set[tuple[int, str]] = set()
@@ -463,7 +463,7 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[str]:
         return []
     for entry in entries:
         name = entry.name
-        if not (name.startswith(".") and name.endswith(".tmp")):
+        if not name.startswith("."):
             continue
         match = _TEMP_RE.search(name)
         if match is None or match.group(2) != _HOST:
@@ -495,6 +495,39 @@ def _clean_once(folder: Path) -> None:
             return
         _CLEANED.add(key)
     remove_stale_temp_files(folder)
+
+
+def temporary_path(path: str | os.PathLike, *, keep_extension: bool = False) -> str:
+    """A new hidden temporary file next to ``path`` (its folder created), named so that a later
+    run's clean-up removes it if this process dies before renaming it over ``path``: for writers
+    that must hand a file name to a library (a video encoder). ``keep_extension`` appends
+    ``path``'s extension, for libraries that choose a format by it. The caller renames it with
+    :func:`finish_temporary` or removes it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = temporary_path(os.path.join(tempfile.mkdtemp(), "clip.mp4"), keep_extension=True)
+    >>> os.path.basename(tmp).startswith(".clip.mp4."), tmp.endswith(".tmp.mp4")
+    (True, True)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_once(path.parent)
+    suffix = _temp_tag() + (path.suffix if keep_extension else "")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:80]}.", suffix=suffix)
+    os.close(fd)
+    return tmp
+
+
+def finish_temporary(tmp: str | os.PathLike, path: str | os.PathLike, *, recipe: Recipe | None = None,
+                     source: str | os.PathLike | None = None) -> None:
+    """Give a finished temporary file (:func:`temporary_path`) normal permissions and rename it
+    over ``path``; with ``recipe``, record it in the folder's ledger."""
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+    os.replace(tmp, path)
+    if recipe is not None:
+        record_output(path, recipe, source=source)
 
 
 @contextlib.contextmanager

@@ -39,3 +39,36 @@ register(ModelEntry(
     head="fc", cam_layer="exit_flow", first_conv="stem.0", reference_params=603_754,
     description="Small Xception-style net: residual depthwise-separable conv blocks, 64x64",
 ))
+
+
+# --- video: clips (C, T, H, W); the lectures' 3D convolutions, CNN + RNN and two streams -------
+
+def _clip(frames: int = 8, size: int = 64, frame_stride: int = 2) -> Preprocessing:
+    """Clips of ``frames`` frames (every ``frame_stride``-th), ``size`` px, (x/255 - 0.5)/0.25."""
+    return Preprocessing((3, frames, size, size), (0.5,) * 3, (0.25,) * 3, frame_stride=frame_stride)
+
+
+register(ModelEntry(
+    name="c3d_small", task="video", builder="cnntool.models.video_nets:c3d_small", family="c3d",
+    preprocessing=_clip(), num_classes=10, head="fc", cam_layer="features", first_conv="features.0.0",
+    reference_params=293_370,
+    description="Small C3D-style 3D CNN over 8-frame clips: trains from scratch on a CPU in minutes",
+))
+register(ModelEntry(
+    name="cnn_rnn", task="video", builder="cnntool.models.video_nets:cnn_rnn", family="cnn_rnn",
+    preprocessing=_clip(), num_classes=10, head="fc", first_conv="encoder.features.0.0",
+    reference_params=435_610,
+    description="A 2D CNN on every frame, then a GRU (or LSTM: --arch-arg rnn=lstm) over the features",
+))
+register(ModelEntry(
+    name="two_stream", task="video", builder="cnntool.models.video_nets:two_stream", family="two_stream",
+    preprocessing=_clip(), num_classes=10, head="fc", first_conv="spatial.features.0.0",
+    reference_params=579_914, builder_kwargs={"frames": 8},
+    description="Two streams: the middle frame, and the motion (stacked frame differences), fused",
+))
+register(ModelEntry(
+    name="single_frame", task="video", builder="cnntool.models.video_nets:single_frame", family="single_frame",
+    preprocessing=_clip(), num_classes=10, head="fc", cam_layer="encoder.features",
+    first_conv="encoder.features.0.0", reference_params=288_666,
+    description="Baseline: a 2D CNN on the middle frame only (cannot see motion)",
+))

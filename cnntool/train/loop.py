@@ -83,12 +83,8 @@ class StepSettings:
         if isinstance(images, (list, tuple)):
             return [normalize_batch(im.to(self.device, non_blocking=non_blocking)[None], mean, std)[0]
                     for im in images]
-        x = images.to(self.device, non_blocking=non_blocking)
-        if x.ndim == 5:  # (N, C, T, H, W): normalise per channel like an image batch
-            n, c, t, h, w = x.shape
-            return normalize_batch(x.reshape(n, c, t * h, w), mean, std).reshape(n, c, t, h, w)
-        x = normalize_batch(x, mean, std)
-        if self.channels_last:
+        x = normalize_batch(images.to(self.device, non_blocking=non_blocking), mean, std)
+        if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
