@@ -40,7 +40,8 @@ Layer = Annotated[Optional[str], typer.Option(
 Target = Annotated[Optional[str], typer.Option(
     "--target", help="Class to explain, by name or index [default: each image's predicted class].")]
 Score = Annotated[bool, typer.Option(
-    "--score", help="Add a faithfulness score per image (confidence drop when the hot pixels are removed).")]
+    "--score", help="Add a faithfulness score per image (confidence drop when the hot pixels are removed; "
+                    "higher road is better) and a per-method summary record.")]
 Channel = Annotated[int, typer.Option("--channel", min=0, help="maximize: the channel of --layer.")]
 Steps = Annotated[int, typer.Option("--steps", min=1, help="maximize: gradient-ascent steps.")]
 MaxMaps = Annotated[int, typer.Option("--max-maps", min=1, help="featuremaps: channels shown per image.")]
@@ -151,11 +152,30 @@ def explain_command(
                          max_pixels=max_pixels, model_id=model_id)
     records = explain_inputs(items, explainer, options)
     skipped = 0
+    scores: list[dict] = []
     for record in out.progress(records, total=len(items), desc=method):
         skipped += bool(record.get("skipped"))
+        if record.get("faithfulness"):
+            scores.append(record["faithfulness"])
         out.emit(record)
+    if score:
+        summary = _score_summary(method, scores)
+        out.emit_summary(summary)
+        out.log(f"{method}: mean road {summary['road']:.4f} over {len(scores)} images "
+                f"(morf {summary['morf']:.4f}, lerf {summary['lerf']:.4f}); {summary['better']}"
+                if scores else f"{method}: no image was scored")
     out.close()
     if skipped:
         out.log(skipped_message(skipped))
     out.summary("images")
     return out.exit_code
+
+
+def _score_summary(method: str, scores: list[dict]) -> dict:
+    """The method's mean faithfulness over the images: compare methods on the same data by it."""
+    import numpy as np
+
+    means = {k: float(np.mean([s[k] for s in scores])) if scores else None for k in ("road", "morf", "lerf")}
+    return {"method": method, "images": len(scores), **means,
+            "better": "higher road is more faithful (removing the hot pixels lowers the score more than "
+                      "removing the cold ones)"}

@@ -200,8 +200,8 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, text: str, *, seen=No
     Returns
     -------
     numpy.ndarray
-        uint8 (H, W, 3) RGB; enlarged by a whole factor when the image's shorter side is under
-        :data:`MIN_OVERLAY_SIDE`.
+        uint8 (H, W, 3) RGB; when the image's shorter side is under :data:`MIN_OVERLAY_SIDE`,
+        the photo and its overlay side by side, enlarged by a whole factor (crisp pixels).
 
     Examples
     --------
@@ -220,10 +220,15 @@ def render_overlay(image: np.ndarray, heatmap: np.ndarray, text: str, *, seen=No
         outside = ~seen_mask(rgb.shape[:2], seen)
         blend[outside] = image_weight * rgb[outside].astype(np.float32)
     out = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
-    factor = max(1, -(-MIN_OVERLAY_SIDE // max(1, min(out.shape[:2]))))
-    factor = min(factor, max(1, MAX_DRAW_SIDE // max(out.shape[:2])))  # a 1 x 8000 strip stays a strip
-    if factor > 1:
-        out = cv2.resize(out, (out.shape[1] * factor, out.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
+    if min(out.shape[:2]) < MIN_OVERLAY_SIDE:
+        # a small image (an 8 x 8 digit): the photo beside its overlay, both enlarged with crisp
+        # pixels, so the heatmap does not hide what it explains; a 1 x 8000 strip stays a strip
+        from cnntool.infer.visualize import readable
+
+        gap = np.full((out.shape[0], max(1, out.shape[1] // 16), 3), 255, np.uint8)
+        if 2 * out.shape[1] + gap.shape[1] <= MAX_DRAW_SIDE:
+            out = np.concatenate([rgb, gap, out], axis=1)
+        out = np.ascontiguousarray(readable(out, min_side=MIN_OVERLAY_SIDE, max_side=MAX_DRAW_SIDE))
     _draw_label(out, text)
     return out
 
@@ -620,7 +625,7 @@ def explain_model(spec: str, explainer: Explainer, out_dir: Path, *, overwrite: 
     one made by another model is an error record unless ``overwrite``.
     """
     from cnntool.data.writers import Recipe, should_skip, write_image
-    from cnntool.infer.visualize import first_conv_weight, grid_shape, kernel_grid, maximize_channel
+    from cnntool.infer.visualize import first_conv_weight, grid_shape, kernel_grid, maximize_channel, readable
 
     method, layer = explainer.method, explainer.layer
     cfg = explainer.config.maximize
@@ -647,11 +652,11 @@ def explain_model(spec: str, explainer: Explainer, out_dir: Path, *, overwrite: 
     except InputError as exc:
         return {**record, "image": None, "error": str(exc)}
     if method == "kernels":
-        write_image(target, kernel_grid(weight), recipe=made_by)
+        write_image(target, readable(kernel_grid(weight)), recipe=made_by)
         return {**record, "error": None}
     loaded = explainer.loaded
     image, start, final = maximize_channel(explainer.model, layer, explainer.config.channel,
                                            input_size=loaded.input_size, mean=loaded.mean, std=loaded.std,
                                            device=explainer.device, config=cfg)
-    write_image(target, image[:, :, 0] if image.shape[2] == 1 else image, recipe=made_by)
+    write_image(target, readable(image[:, :, 0] if image.shape[2] == 1 else image), recipe=made_by)
     return {**record, "activation_start": start, "activation": final, "error": None}

@@ -57,6 +57,7 @@ TASK_INFO = {
     "segmentation": TaskInfo("segmentation", "segment", "segment", 3,
                              "logits (N, K, H, W), or a dict whose 'out' holds them (and 'aux' in training)"),
     "video": TaskInfo("video", "video", "video", 4, "logits (N, K) for a batch of clips (N, C, T, H, W)"),
+    "flow": TaskInfo("flow", "flow", "video", 3, "optical flow (N, 2, H, W) between two image batches"),
 }
 
 #: Task names in a stable order.

@@ -93,13 +93,14 @@ def test_overlay_is_red_where_hot_and_blue_where_cold_with_a_label():
     assert label.max() > 200 and label.min() < 20  # white text on a black band
 
 
-def test_overlay_dims_what_the_model_did_not_see_and_enlarges_small_images():
+def test_overlay_dims_what_the_model_did_not_see_and_shows_small_images_beside_it():
     image = np.full((20, 40), 200, np.uint8)
     out = render_overlay(image, np.ones((20, 40)), "x", seen=(10, 0, 30, 20))
     factor = 128 // 20 + 1
-    assert out.shape == (20 * factor, 40 * factor, 3)
-    outside = out[-1, 0]
-    assert tuple(outside) == (100, 100, 100)  # half the photo, no colour
+    gap = 40 // 16
+    assert out.shape == (20 * factor, (40 + gap + 40) * factor, 3)  # photo | gap | overlay, crisp pixels
+    assert tuple(out[-1, 0]) == (200, 200, 200)                     # the photo itself, unchanged
+    assert tuple(out[-1, (40 + gap) * factor]) == (100, 100, 100)   # overlay: half the photo, no colour
 
 
 # --- targets and methods ------------------------------------------------------------------------

@@ -71,8 +71,12 @@ def test_gradcam_writes_overlays_heatmaps_and_records(checkpoint, images, tmp_pa
         x0, y0, x1, y1 = record["box"]
         assert x0 <= x < x1 and y0 <= y < y1 and heat[y0:y1, x0:x1].max() == heat.max()
         overlay = cv2.imread(record["overlay"])
-        factor = max(1, -(-128 // min(image.shape[:2])))
-        assert overlay.shape == (image.shape[0] * factor, image.shape[1] * factor, 3)
+        h, w = image.shape[:2]
+        if min(h, w) >= 128:
+            assert overlay.shape == (h, w, 3)
+        else:  # small: the photo beside its overlay, enlarged by a whole factor
+            factor = -(-128 // min(h, w))
+            assert overlay.shape == (h * factor, (2 * w + max(1, w // 16)) * factor, 3)
     assert (out / "sub" / "b_gradcam.png").exists() and (out / "sub" / "b_gradcam.npy").exists()
     assert "overlay" in records[0] and records[0]["overlay"].endswith("a_gradcam.png")
 
@@ -162,7 +166,9 @@ def test_kernels_image(checkpoint, tmp_path):
     rows, cols = grid_shape(32)
     image = cv2.imread(record["image"])
     assert record["image"].endswith("simple_kernels.png")
-    assert image.shape == (rows * (33 + 2) + 2, cols * (33 + 2) + 2, 3)
+    grid = (rows * (33 + 2) + 2, cols * (33 + 2) + 2)
+    factor = -(-256 // min(grid))  # enlarged to a readable size
+    assert image.shape == (grid[0] * factor, grid[1] * factor, 3)
 
 
 def test_kernels_needs_out(checkpoint):
@@ -177,7 +183,7 @@ def test_maximize_image(checkpoint, tmp_path):
     assert result.exit_code == 0, result.stderr
     record = records[0]
     assert record["channel"] == 5 and record["activation"] > record["activation_start"]
-    assert cv2.imread(record["image"]).shape == (64, 64, 3)
+    assert cv2.imread(record["image"]).shape == (256, 256, 3)  # 64 px enlarged 4x, crisp
     result, _ = _run("-m", checkpoint, "--method", "maximize", "--channel", "999", "--steps", "1", "-o", out)
     assert result.exit_code == 2 and "out of range" in result.stderr
 

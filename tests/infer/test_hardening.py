@@ -145,3 +145,14 @@ def test_imgsz_at_inference(tmp_path):
     bad = invoke("predict", tmp_path / "img", "-m", checkpoint(tmp_path / "m.pt"), "--imgsz", "24")
     assert bad.exit_code == 2 and "lenet5 cannot take a 1x24x24 input" in bad.stderr
 
+
+
+def test_score_says_which_way_is_better_and_summarises_the_method(tmp_path):
+    for i in range(2):
+        png(tmp_path / "img" / f"{i}.png", (40, 40, 3), seed=i)
+    result = invoke("explain", tmp_path / "img", "-m", "simple_cnn", "--score")
+    assert result.exit_code == 0, result.output
+    *images, summary = records(result)
+    assert summary["path"] == "<summary>" and summary["images"] == 2 and "higher road" in summary["better"]
+    assert summary["road"] == pytest.approx(np.mean([r["faithfulness"]["road"] for r in images]))
+    assert "mean road" in result.stderr

@@ -3,11 +3,16 @@ swap gives every family the right number of classes while keeping the rest."""
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from cnntool.data.synthetic import SHAPE_CLASSES, shapes_scene
 from cnntool.errors import MissingWeightsError, UsageError
+from cnntool.metrics.detection import evaluate_detections
 from cnntool.models.detectors import (
     TORCHVISION_DETECTORS, TinyFPNBackbone, detector_family, detector_num_classes, pretrained_classes,
     replace_detection_head, tiny_fcos, torchvision_detector, weights_cache_path,
@@ -63,7 +68,7 @@ def test_tiny_fcos_size_and_normalisation():
     assert model.transform.min_size == (160,) and model.transform.max_size == 320
     assert model.transform.image_mean == [0.5] * 3
     gray = tiny_fcos(num_classes=2, in_channels=1, min_size=96, max_size=128)
-    assert gray.transform.image_mean == [0.5] and gray.backbone.body.stem[0].in_channels == 1
+    assert gray.transform.image_mean == [0.5] and gray.backbone.body.stem[0][0].in_channels == 1
     assert gray.transform.min_size == (96,)
     with pytest.raises(UsageError, match="counts the background"):
         tiny_fcos(num_classes=1)
@@ -150,7 +155,8 @@ def small_family_model(family):
                     rpn_post_nms_top_n_train=20, box_batch_size_per_image=16, box_detections_per_img=5, **size)
         if family == "faster_rcnn":
             return detection.FasterRCNN(_small_backbone(), 91, **rcnn)
-        return detection.MaskRCNN(_small_backbone(), 91, mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 14, 2), **rcnn)
+        masks = MultiScaleRoIAlign(["0", "1", "2"], 14, 2)
+        return detection.MaskRCNN(_small_backbone(), 91, mask_roi_pool=masks, **rcnn)
     if family == "retinanet":
         return detection.RetinaNet(_small_backbone(), 91, anchor_generator=anchors, topk_candidates=50, **size)
     if family == "fcos":
@@ -211,6 +217,7 @@ def test_pretrained_weights_from_the_cache_then_a_new_head(torch_home, no_networ
 
     reference = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)
     path = weights_cache_path("fasterrcnn_mobilenet_v3_large_320_fpn", "COCO_V1")
+    os.makedirs(os.path.dirname(path))
     torch.save(reference.state_dict(), path)  # stands in for the downloaded file
     model = torchvision_detector("fasterrcnn_mobilenet_v3_large_320_fpn", weights="COCO_V1", num_classes=NEW_CLASSES)
     assert no_network == [] and detector_num_classes(model) == NEW_CLASSES
@@ -232,3 +239,38 @@ def test_real_builders_forward_after_the_swap(name):
     replace_detection_head(model, NEW_CLASSES)
     check_eval(model)
 
+
+
+@pytest.mark.slow
+def test_tiny_fcos_learns_synthetic_shapes_from_scratch():
+    """A small seeded set of shape scenes: after a short training the detector finds them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a shared CPU, one thread is far faster than two fighting for cores
+    try:
+        report = _train_on_shapes()
+    finally:
+        torch.set_num_threads(threads)
+    assert report.map50 > 0.6, report.to_dict()
+
+
+def _train_on_shapes(images=32, steps=80, batch=8):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    scenes = [shapes_scene(rng, size=96, max_objects=2, min_side=0.25, max_side=0.4) for _ in range(images)]
+    pixels = [torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in scenes]
+    targets = [{"boxes": torch.from_numpy(s.boxes).float(), "labels": torch.from_numpy(s.labels) + 1} for s in scenes]
+    model = tiny_fcos(num_classes=4, min_size=96, max_size=96)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+    model.train()
+    for step in range(steps):
+        chosen = [(step * batch + i) % images for i in range(batch)]
+        losses = model([pixels[i] for i in chosen], [targets[i] for i in chosen])
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    with torch.no_grad():
+        outputs = model(pixels)
+    return evaluate_detections(outputs, targets, classes=list(SHAPE_CLASSES), model_labels=True)

@@ -17,7 +17,8 @@ from cnntool.models.surgery import get_layer
 
 NAMES = [entry.name for entry in list_models()]
 CLASSIFIERS = [entry.name for entry in list_models("classification")]
-TORCHVISION = [entry.name for entry in list_models() if entry.torchvision_name]
+TORCHVISION = [entry.name for entry in list_models("classification") if entry.torchvision_name]
+OTHER_TASKS = [entry.name for entry in list_models() if entry.task != "classification"]
 
 #: What the issue asks the registry to carry.
 REQUIRED = {
@@ -41,7 +42,10 @@ def test_entry_fields_are_well_formed(name):
     entry = get_entry(name)
     assert entry.task in TASKS
     assert entry.name == name == name.lower()
-    assert len(entry.input_size) == 3 and all(isinstance(n, int) and n > 0 for n in entry.input_size)
+    from cnntool.models.tasks import TASK_INFO
+
+    assert len(entry.input_size) == TASK_INFO[entry.task].input_dims
+    assert all(isinstance(n, int) and n > 0 for n in entry.input_size)
     assert len(entry.preprocessing.mean) == len(entry.preprocessing.std) == entry.input_size[0]
     assert all(s > 0 for s in entry.preprocessing.std)
     assert entry.num_classes > 0
@@ -62,7 +66,7 @@ def test_entry_builds_with_published_parameter_count(name):
     assert total == trainable == entry.reference_params
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_entry_layer_names_resolve(name):
     entry = get_entry(name)
     model = meta_model(entry)
@@ -126,6 +130,59 @@ def test_torchvision_entry_matches_its_weights(name):
     if name != "googlenet":  # built without transform_input: normalised to 0.5/0.5 instead
         assert entry.preprocessing.mean == pytest.approx(tuple(transform.mean))
         assert entry.preprocessing.std == pytest.approx(tuple(transform.std))
+
+
+@pytest.mark.parametrize("name", [n for n in OTHER_TASKS if get_entry(n).heads])
+def test_heads_of_every_task_resize_for_new_classes(name):
+    """Every class-sized layer an entry names exists and is resized by replace_heads."""
+    from cnntool.models.surgery import replace_heads
+
+    entry = get_entry(name)
+    model = meta_model(entry)
+    for head in entry.heads:
+        get_layer(model, head)
+    replace_heads(model, entry.heads, 4)
+    for head in entry.heads:
+        assert class_outputs(get_layer(model, head)) == 4, (name, head)
+
+
+def class_outputs(layer) -> int:
+    """How many classes a class-sized layer (a Linear/Conv layer or a torchvision head) gives."""
+    for attr in ("out_features", "out_channels", "num_classes", "num_columns"):
+        if isinstance(getattr(layer, attr, None), int):
+            return getattr(layer, attr)
+    if hasattr(layer, "cls_score"):        # Faster R-CNN's box predictor
+        return layer.cls_score.out_features
+    return layer.mask_fcn_logits.out_channels  # Mask R-CNN's mask predictor
+
+
+@pytest.mark.parametrize("name", [n for n in OTHER_TASKS if get_entry(n).torchvision_name])
+def test_task_entries_match_their_torchvision_weights(name):
+    from torchvision.models import get_model_weights
+
+    from cnntool.models.loading import pretrained_preprocessing
+
+    entry = get_entry(name)
+    member = get_model_weights(entry.torchvision_name)[entry.default_weights]
+    # built without weights, a detector's backbone has trainable batch norm where the published
+    # model's statistics are frozen (buffers): the published count lacks those affine parameters
+    model = meta_model(entry)
+    body = getattr(getattr(model, "backbone", None), "body", None)
+    frozen = sum(p.numel() for m in (body.modules() if body is not None else ())
+                 if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    assert member.meta["num_params"] in (entry.reference_params, entry.reference_params - frozen)
+    categories = member.meta.get("categories")
+    if categories:
+        assert len(categories) == entry.num_classes
+    transform = member.transforms()
+    p = pretrained_preprocessing(entry, member)
+    if getattr(transform, "crop_size", None):
+        assert p.size == tuple(transform.crop_size)
+    if getattr(transform, "resize_size", None):
+        resize = transform.resize_size
+        assert p.resize_size == (resize[0] if len(resize) == 1 else tuple(resize))
+    if getattr(transform, "mean", None) and entry.task != "detection":
+        assert p.mean == pytest.approx(tuple(transform.mean)) and p.std == pytest.approx(tuple(transform.std))
 
 
 def test_expected_layer_names_for_known_families():
