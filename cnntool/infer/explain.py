@@ -274,6 +274,10 @@ class Explainer:
         entry = loaded.entry
         default_layer = entry.first_conv if self.method == "kernels" else entry.cam_layer
         self.layer = config.layer or default_layer
+        if not self.layer:
+            what = "first convolution" if self.method == "kernels" else "Grad-CAM layer"
+            raise UsageError(f"{entry.name} has no default {what}",
+                             hint="give --layer (see `cnntool models summary " + entry.name + "` for the names)")
         self.module = resolve_layer(self.model, self.layer)
         self.target = resolve_target(config.target, loaded.classes)
         self.head = entry.head

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnntool.errors import UsageError
+from cnntool.models.registry import TIMM_PREFIX
 from cnntool.train.config import TrainConfig
 
 
@@ -93,6 +94,8 @@ def build_model(cfg: TrainConfig, task, classes: list[str], preprocessing, *, so
     if cfg.imgsz is not None:
         check_input_size(model, preprocessing, entry.name)
     scheme = cfg.init if cfg.init != "auto" else task.default_init
+    if cfg.init == "auto" and entry.name.startswith(TIMM_PREFIX):
+        scheme = "torch"  # timm's builders initialise their own way (zero-init residual norms...)
     scheme = init_weights(model, scheme)
     return ModelSetup(model, entry.name, entry.heads, preprocessing, arch_kwargs, init=scheme)
 
