@@ -75,7 +75,13 @@ def doctor_command(format: Format = None, quiet: Quiet = False, verbose: Verbose
 
 
 def record(check: str, value, ok: bool = True, detail: str = "", *, required: bool = False) -> dict:
-    """One doctor record."""
+    """One doctor record.
+
+    Examples
+    --------
+    >>> record("libx264", "not available", False, "videos fall back to mp4v")
+    {'check': 'libx264', 'value': 'not available', 'ok': False, 'required': False, 'detail': 'videos fall back to mp4v'}
+    """
     return {"check": check, "value": value, "ok": bool(ok), "required": required, "detail": detail}
 
 

@@ -19,15 +19,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnntool.cli._options import Overwrite, Quiet, Seed, Verbose, make_output
+from cnntool.cli._options import Format, ImgSize, Quiet, Verbose, make_output, with_imgsz
 from cnntool.errors import UsageError, unknown_choice
 
-Spec = Annotated[str, typer.Argument(help="A checkpoint, a run folder (its best.pt), or a registry NAME[:WEIGHTS].",
-                                     show_default=False)]
+Spec = Annotated[str, typer.Argument(metavar="SPEC", show_default=False,
+                                     help="A checkpoint, a run folder (its best.pt), or a registry NAME[:WEIGHTS].")]
 ExportFormat = Annotated[
     Optional[str],
-    typer.Option("--format", "-f", metavar="onnx|torchscript",
-                 help="What to write [default: from -o's extension (.onnx, .torchscript/.ts/.pt), else onnx].",
+    typer.Option("--to", metavar="onnx|torchscript",
+                 help="File format [default: from -o's extension (.onnx, .torchscript/.ts/.pt), else onnx].",
                  show_default=False),
 ]
 OutFile = Annotated[
@@ -36,9 +36,6 @@ OutFile = Annotated[
                  help="The file to write (a folder: the default name inside it) [default: next to a checkpoint "
                       "(best.onnx), else NAME.onnx here].", show_default=False),
 ]
-Imgsz = Annotated[Optional[str], typer.Option("--imgsz", metavar="SIZE", help="Input size, H or HxW, e.g. 320 "
-                                                                             "[default: the model's].",
-                                              show_default=False)]
 Opset = Annotated[Optional[int], typer.Option("--opset", min=7, metavar="N",
                                               help="ONNX operator set [default: PyTorch's; under 18 uses the "
                                                    "legacy exporter].", show_default=False)]
@@ -54,24 +51,20 @@ Tolerance = Annotated[
                  help="Largest |exported - PyTorch| accepted; above it, exit 1 and write nothing "
                       "[default: 1e-4, detection 1e-3].", show_default=False),
 ]
-RecordFormat = Annotated[
-    Optional[str],
-    typer.Option("--record-format", metavar="jsonl|csv|table",
-                 help="Record format [default: table on a terminal, jsonl otherwise].", show_default=False),
-]
-
-
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the file and its sidecar when they exist "
+                                                               "[default: refuse].")]
+Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the check's random inputs.")]
 def export_command(
     spec: Spec,
-    format: ExportFormat = None,
+    to: ExportFormat = None,
     out: OutFile = None,
-    imgsz: Imgsz = None,
+    imgsz: ImgSize = None,
     opset: Opset = None,
     dynamic_batch: DynamicBatch = None,
     tolerance: Tolerance = None,
     seed: Seed = 0,
     overwrite: Overwrite = False,
-    record_format: RecordFormat = None,
+    format: Format = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> int:
@@ -87,33 +80,32 @@ def export_command(
     Examples:
 
     \b
-      cnntool export runs/resnet18-1 --format onnx
+      cnntool export runs/resnet18-1 --to onnx
       cnntool export resnet18:IMAGENET1K_V1 -o deploy/resnet18.onnx --imgsz 256 --opset 17
-      cnntool export runs/lenet5-1/best.pt -f torchscript --overwrite
+      cnntool export runs/lenet5-1/best.pt --to torchscript --overwrite
     """
-    output = make_output(record_format, quiet, verbose)
-    from cnntool.models.export import EXPORT_FORMATS, default_export_path, export_model, format_for_path
+    output = make_output(format, quiet, verbose)
+    format = to
+    from cnntool.models.export import EXPORT_FORMATS, export_model
 
     implied = format_for_path(out) if out is not None and not out.is_dir() else None
     if format is not None and format not in EXPORT_FORMATS:
-        raise unknown_choice("--format", format, EXPORT_FORMATS)
+        raise unknown_choice("--to", format, EXPORT_FORMATS)
     if format is not None and implied is not None and format != implied:
-        raise UsageError(f"-o {out} looks like a {implied} file, but --format is {format}",
-                         hint="leave --format out, or give -o a name ending in .onnx or .torchscript")
+        raise UsageError(f"-o {out} looks like a {implied} file, but --to is {format}",
+                         hint="leave --to out, or give -o a name ending in .onnx or .torchscript")
     format = format or implied or "onnx"
-    size = _imgsz(imgsz) if imgsz is not None else None
     from cnntool.models.loading import load
 
-    loaded = load(spec, device="cpu")
+    loaded = with_imgsz(load(spec, device="cpu"), imgsz)  # a size the model cannot take: exit 2
     if loaded.random_weights:
         output.warn(f"{spec} has random weights (no checkpoint or pretrained weights): the exported model's "
                     "outputs mean nothing")
     path = default_export_path(spec, format)
     if out is not None:
         path = out / path.name if out.is_dir() else out
-    output.log(f"exporting {spec} ({loaded.task}) to {path} ...")
-    record = export_model(loaded, path, format=format, imgsz=size, opset=opset, dynamic_batch=dynamic_batch,
-                          tolerance=tolerance, seed=seed, overwrite=overwrite, spec=spec)
+    record = export_model(loaded, path, format=format, opset=opset, dynamic_batch=dynamic_batch,
+                          tolerance=tolerance, seed=seed, overwrite=overwrite, spec=spec, log=output.log)
     output.emit_one(record)
     output.close()
     if record["error"]:
@@ -125,7 +117,39 @@ def export_command(
     return 0
 
 
-def _imgsz(text: str) -> tuple[int, int]:
-    from cnntool.cli.train import _imgsz as parse  # the one --imgsz syntax (H or HxW) of every command
+def format_for_path(path: str | Path) -> str | None:
+    """The export format a file name's extension implies (``.onnx``; ``.torchscript``, ``.ts``,
+    ``.pt``, ``.jit``), or None.
 
-    return parse(text)
+    Examples
+    --------
+    >>> format_for_path("m.onnx"), format_for_path("m.ts"), format_for_path("m.bin")
+    ('onnx', 'torchscript', None)
+    """
+    ext = Path(path).suffix.lower()
+    if ext == ".onnx":
+        return "onnx"
+    if ext in (".torchscript", ".ts", ".pt", ".jit"):
+        return "torchscript"
+    return None
+
+
+def default_export_path(spec: str, format: str) -> Path:
+    """Where ``cnntool export SPEC`` writes without ``-o``: next to a checkpoint (a run folder's
+    ``best.pt`` gives ``best.onnx`` there), else in the current folder, named after the model.
+
+    Examples
+    --------
+    >>> str(default_export_path("runs/a/best.pt", "onnx")), str(default_export_path("resnet18:IMAGENET1K_V1", "onnx"))
+    ('runs/a/best.onnx', 'resnet18-IMAGENET1K_V1.onnx')
+    >>> str(default_export_path("timm/convnext_tiny", "torchscript"))
+    'timm-convnext_tiny.torchscript'
+    """
+    from cnntool.models.export import EXTENSIONS
+    from cnntool.models.loading import resolve_checkpoint_path
+    from cnntool.models.registry import is_checkpoint_spec
+
+    ext = EXTENSIONS[format]
+    if is_checkpoint_spec(spec):
+        return resolve_checkpoint_path(spec).with_suffix(ext)
+    return Path(spec.replace(":", "-").replace("/", "-") + ext)

@@ -17,6 +17,8 @@ from cnntool import __version__
 from cnntool.errors import EXIT_FAILURES, CnnToolError
 
 from cnntool.cli import audit as audit_cmd
+from cnntool.cli import doctor as doctor_cmd
+from cnntool.cli import export as export_cmd
 from cnntool.cli import explain as explain_cmd
 from cnntool.cli import filter as filter_cmd
 from cnntool.cli import models as models_cmd
@@ -101,6 +103,9 @@ app.command("train", no_args_is_help=True)(handle_errors(train_cmd.train_command
 app.command("finetune", no_args_is_help=True)(handle_errors(train_cmd.finetune_command))
 app.command("predict", no_args_is_help=True)(handle_errors(predict_cmd.predict_command))
 app.command("explain", no_args_is_help=True)(handle_errors(explain_cmd.explain_command))
+
+app.command("export", no_args_is_help=True)(handle_errors(export_cmd.export_command))
+app.command("doctor")(handle_errors(doctor_cmd.doctor_command))
 
 models_app = typer.Typer(help="The model registry: list, describe, summarise.", no_args_is_help=True)
 models_app.command("list")(handle_errors(models_cmd.list_command))
