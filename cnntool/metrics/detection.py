@@ -1,7 +1,9 @@
 """Detection metrics: COCO mAP (boxes and masks) by pycocotools, per-class AP and recall,
 precision-recall curves and a detection confusion matrix with a background row and column.
 
-The numbers are pycocotools' own: ground truth and detections are handed to ``COCOeval``
+:func:`coco_results` turns detections into COCO's results format (``--save-coco``, and what
+pycocotools' ``loadRes`` reads). The numbers are pycocotools' own: ground truth and detections
+are handed to ``COCOeval``
 (``iouType`` ``bbox`` or ``segm``), exactly as a COCO annotations file and a results file
 loaded with ``COCO.loadRes`` would be. The tests check equality with ``COCOeval`` run on files
 written by :mod:`cnntool.data.boxes`, and with torchmetrics' ``MeanAveragePrecision``.
@@ -127,7 +129,8 @@ class DetectionEvaluator:
     iou_type : {"bbox", "segm"}
     model_labels : bool
         Labels given to :meth:`update` are torchvision model labels (class index + 1), as a
-        detector and :class:`~cnntool.data.detection.DetectionDataset` give them.
+        detector and :class:`~cnntool.data.detection.DetectionDataset` give them; a detection
+        labelled 0 (the background, which sigmoid heads could emit) is dropped.
     max_detections : int
         Detections per image that count (the highest scoring), COCO's 100 by default.
 
@@ -164,22 +167,24 @@ class DetectionEvaluator:
         for pred, target in zip(predictions, targets):
             gt_labels = _array(target["labels"], np.int64, (-1,)) - self.offset
             dt_labels = _array(pred["labels"], np.int64, (-1,)) - self.offset
-            for name, labels in (("target", gt_labels), ("prediction", dt_labels)):
+            keep = dt_labels >= 0 if self.offset else np.ones(len(dt_labels), bool)  # no background boxes
+            for name, labels in (("target", gt_labels), ("prediction", dt_labels[keep])):
                 if labels.size and (labels.min() < 0 or labels.max() >= len(self.classes)):
-                    raise ValueError(f"{name} label {int(labels.min() if labels.min() < 0 else labels.max()) + self.offset} "
-                                     f"is outside the {len(self.classes)} classes (model_labels={bool(self.offset)})")
+                    bad = int(labels.min() if labels.min() < 0 else labels.max()) + self.offset
+                    raise ValueError(f"{name} label {bad} is outside the {len(self.classes)} classes "
+                                     f"(model_labels={bool(self.offset)})")
             key = target.get("image_id")
             record = {
                 "key": int(key) if key is not None else None,
                 "gt_boxes": _array(target["boxes"], np.float64, (-1, 4)), "gt_labels": gt_labels,
                 "gt_crowd": (_array(target["iscrowd"], np.uint8, (-1,)) if target.get("iscrowd") is not None
                              else np.zeros(len(gt_labels), np.uint8)),
-                "dt_boxes": _array(pred["boxes"], np.float64, (-1, 4)), "dt_labels": dt_labels,
-                "dt_scores": _array(pred["scores"], np.float64, (-1,)),
+                "dt_boxes": _array(pred["boxes"], np.float64, (-1, 4))[keep], "dt_labels": dt_labels[keep],
+                "dt_scores": _array(pred["scores"], np.float64, (-1,))[keep],
             }
             if self.iou_type == "segm":
                 record["gt_rles"] = _rles(target, len(gt_labels))
-                record["dt_rles"] = _rles(pred, len(dt_labels))
+                record["dt_rles"] = [r for r, k in zip(_rles(pred, len(dt_labels)), keep) if k]
                 record["size"] = _size(record["gt_rles"] + record["dt_rles"], target)
             self.records.append(record)
 
@@ -270,7 +275,8 @@ def coco_inputs(records: Sequence[dict], classes: Sequence[str], iou_type: str =
     return gt, results
 
 
-def _coco_report(records: Sequence[dict], classes: Sequence[str], iou_type: str, max_detections: int) -> DetectionReport:
+def _coco_report(records: Sequence[dict], classes: Sequence[str], iou_type: str,
+                 max_detections: int) -> DetectionReport:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -327,7 +333,8 @@ def _empty_results(coco_gt):
 
 
 def evaluate_detections(predictions: Sequence[dict], targets: Sequence[dict], *, classes: Sequence[str],
-                        iou_type: str = "bbox", model_labels: bool = False, max_detections: int = 100) -> DetectionReport:
+                        iou_type: str = "bbox", model_labels: bool = False,
+                        max_detections: int = 100) -> DetectionReport:
     """COCO metrics of ``predictions`` against ``targets`` (one dict each per image).
 
     Examples
@@ -353,6 +360,66 @@ def ground_truth(image) -> dict:
     return target
 
 
+# --- COCO results files ----------------------------------------------------------------------
+
+def coco_results(predictions: Sequence[dict], image_ids: Sequence[int], category_ids: Sequence[int]) -> list[dict]:
+    """Detections in COCO's results format, which pycocotools' ``COCO.loadRes`` reads.
+
+    Parameters
+    ----------
+    predictions : sequence of dict
+        Per image: ``boxes`` (N, 4) x1, y1, x2, y2 pixels, ``scores`` (N,), ``labels`` (N,) 0-based
+        class indices; optional ``masks`` (N, H, W) or (N, 1, H, W), bool or probabilities
+        (thresholded at 0.5), or ``segmentation`` (N RLE dicts).
+    image_ids : sequence of int
+        The COCO image id of each prediction.
+    category_ids : sequence of int
+        COCO category id of each class index (:attr:`~cnntool.data.boxes.BoxDataset.category_ids`).
+
+    Returns
+    -------
+    list of dict
+        ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (+ ``segmentation`` as
+        compressed RLE with ``counts`` a str, when masks are given). For mask AP, drop ``bbox``
+        before ``loadRes``: with it, pycocotools takes the box area as the object's area (the
+        small/medium/large split), as detectron2 notes and does.
+
+    Examples
+    --------
+    >>> coco_results([{"boxes": [[1, 2, 11, 22]], "scores": [0.9], "labels": [0]}], [5], [3])
+    [{'image_id': 5, 'category_id': 3, 'bbox': [1.0, 2.0, 10.0, 20.0], 'score': 0.9}]
+    """
+    results = []
+    for pred, image_id in zip(predictions, image_ids):
+        boxes = _array(pred["boxes"], np.float64, (-1, 4))
+        scores = _array(pred["scores"], np.float64, (-1,))
+        labels = _array(pred["labels"], np.int64, (-1,))
+        rles = pred.get("segmentation")
+        if rles is None and pred.get("masks") is not None:
+            masks = _array(pred["masks"], None)
+            masks = masks if masks.dtype == bool else masks > 0.5  # Mask R-CNN gives probabilities
+            rles = [to_rle(m.reshape(m.shape[-2:]), *m.shape[-2:]) for m in masks]
+        for j, (box, score, label) in enumerate(zip(boxes, scores, labels)):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            res = {"image_id": int(image_id), "category_id": int(category_ids[int(label)]),
+                   "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
+            if rles is not None:
+                rle = dict(rles[j])
+                if isinstance(rle["counts"], bytes):
+                    rle["counts"] = rle["counts"].decode("ascii")
+                res["segmentation"] = rle
+            results.append(res)
+    return results
+
+
+def write_coco_results(path: str | os.PathLike, results: list[dict]) -> None:
+    """Write :func:`coco_results` output as JSON (atomically)."""
+    from cnntool.data.writers import atomic_write_json
+
+    atomic_write_json(path, results)
+
+
+
 # --- confusion matrix ------------------------------------------------------------------------
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -375,7 +442,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def detection_confusion_matrix(records: Sequence[dict], *, num_classes: int, iou_threshold: float = CONFUSION_IOU,
                                score_threshold: float = CONFUSION_SCORE) -> np.ndarray:
-    """Counts of (true class, predicted class) over matched boxes, with a background row and column.
+    """Counts of (true class, predicted class) over matched boxes (box IoU, for masks too), with a
+    background row and column.
 
     Per image, detections scoring at least ``score_threshold`` are matched one-to-one to
     non-crowd ground truth of any class, greedily by decreasing IoU (at least

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
+from typing import Dict
 
 import torch
 from torch import nn
@@ -109,7 +110,7 @@ class TinyBackbone(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         x = self.layer2(self.layer1(self.stem(x)))
         c4 = self.layer3(x)
         c5 = self.layer4(c4)
@@ -128,7 +129,7 @@ class TinyFPNBackbone(nn.Module):
         self.fpn = FeaturePyramidNetwork(self.body.out_channels_list, out_channels)
         self.out_channels = out_channels
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self.fpn(self.body(x))
 
 

@@ -72,3 +72,14 @@ register(ModelEntry(
     first_conv="encoder.features.0.0", reference_params=288_666,
     description="Baseline: a 2D CNN on the middle frame only (cannot see motion)",
 ))
+
+
+# --- detection and segmentation: small nets that train from scratch on a CPU ------------------
+
+register(ModelEntry(
+    name="tiny_fcos", task="detection", builder="cnntool.models.detectors:tiny_fcos", family="fcos",
+    preprocessing=Preprocessing((3, 160, 160), HALF, HALF, resize_mode="none", normalize_in_model=True),
+    num_classes=91, head="head.classification_head", cam_layer="backbone.body.layer4",
+    first_conv="backbone.body.stem.0.0", reference_params=1_511_408,
+    description="Tiny FCOS (1.5M parameters, BatchNorm): anchor-free detector that trains from scratch on a CPU",
+))
