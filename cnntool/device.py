@@ -76,7 +76,8 @@ def configure_cpu_threads(threads: int | None = None, *, workers: int = 0, proce
     Parameters
     ----------
     threads : int, optional
-        Use exactly this many. Default: the physical cores this process may use, divided among
+        Use exactly this many. Default: ``OMP_NUM_THREADS`` when it is set (the convention
+        PyTorch and NumPy follow), else the physical cores this process may use, divided among
         ``processes`` (several training processes on one machine), minus the DataLoader
         ``workers``, at least 1.
 
@@ -95,7 +96,10 @@ def configure_cpu_threads(threads: int | None = None, *, workers: int = 0, proce
     from cnntool.data.loaders import usable_cores
 
     if threads is None:
-        threads = max(1, usable_cores() // max(1, processes) - workers)
+        import os
+
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        threads = int(env) if env.isdigit() and int(env) > 0 else max(1, usable_cores() // max(1, processes) - workers)
     torch.set_num_threads(int(threads))
     return int(threads)
 

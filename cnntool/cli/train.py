@@ -157,8 +157,10 @@ LoaderWorkers = Annotated[Optional[int], typer.Option("--workers", "-j", min=0,
                                                       help="DataLoader worker processes; 0 loads in the main process "
                                                            "[default: 0 for cached data, else by cores].",
                                                       show_default=False)]
-Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU compute threads [default: physical "
-                                                                         "cores minus loader workers].",
+Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU compute threads [default: "
+                                                                         "$OMP_NUM_THREADS, else physical cores "
+                                                                         "minus loader workers]. On a busy machine "
+                                                                         "--threads 1 can be many times faster.",
                                                 show_default=False)]
 TrainDevice = Annotated[Optional[str], typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU "
                                                                       "when there is one [default: auto].",
