@@ -19,7 +19,8 @@ Inputs = Annotated[
 ]
 Format = Annotated[
     Optional[str],
-    typer.Option("--format", "-f", help="Record format: jsonl|csv|table [default: table on a terminal, jsonl otherwise]."),
+    typer.Option("--format", "-f", help="Record format [default: table on a terminal, jsonl otherwise].",
+                 show_default=False),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No logs or progress on stderr.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")]
@@ -30,7 +31,8 @@ OutDir = Annotated[
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip those made with "
                                                                "the same options from the same input; others are "
                                                                "errors).")]
-Workers = Annotated[int, typer.Option("--workers", "-j", min=0, help="Parallel workers for decoding and encoding [default: all cores].")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=0, show_default=False,
+                                      help="Parallel workers for decoding and encoding [default: all cores].")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
 Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU when there is one.")]
 Model = Annotated[str, typer.Option("--model", "-m", help="A registry name, NAME:WEIGHTS, or a checkpoint path.")]
@@ -50,6 +52,16 @@ def make_output(format: str | None, quiet: bool = False, verbose: bool = False) 
     if format is not None and format not in FORMATS:
         raise UsageError(f"unknown --format {format!r}", hint="use one of: " + ", ".join(FORMATS))
     return Output(format, quiet=quiet, verbose=verbose)
+
+
+def in_group(option, group: str):
+    """A shared option type listed under ``group`` in one command's help (see cli/_help.py)."""
+    import copy
+    from typing import get_args
+
+    base, info = get_args(option)[0], copy.copy(get_args(option)[1])
+    info.rich_help_panel = group
+    return Annotated[base, info]
 
 
 def parse_imgsz(text: str) -> tuple[int, int]:

@@ -16,6 +16,7 @@ import typer
 from cnntool import __version__
 from cnntool.errors import EXIT_FAILURES, CnnToolError
 
+from cnntool.cli._help import Command
 from cnntool.cli import audit as audit_cmd
 from cnntool.cli import doctor as doctor_cmd
 from cnntool.cli import export as export_cmd
@@ -79,14 +80,37 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+ROOT_HELP = """Image analysis with convolutional neural networks, from the command line.
+
+Records go to stdout (jsonl, csv or a table), everything else to stderr; exit 0 when every
+input was processed, 1 when some failed or a gate tripped, 2 for usage errors. Every command
+takes files, folders, quoted globs, @list.txt and - (paths on stdin).
+"""
+
+ROOT_EPILOG = """\b
+Examples:
+  cnntool filter photos/ -k gaussian:sigma=2 -k sobel:axis=magnitude -o edges/
+  cnntool audit data/train --fail-on 'corrupt,near_duplicates,blurry>2%'
+  cnntool train samples/digits --arch lenet5
+  cnntool predict inbox/ -m runs/lenet5-1 --topk 3
+  cnntool explain cat.jpg -m resnet18:DEFAULT --method gradcam -o cams/
+  cnntool detect photos/ -m fasterrcnn_mobilenet_v3_large_320_fpn:COCO_V1 -o boxes/
+  cnntool segment coins.png --method watershed -o masks/
+  cnntool video clip.mp4 --task flow -o flow/
+  cnntool models list --task detect
+\b
+Run `cnntool COMMAND --help` for a command's options and examples; `cnntool doctor` for a bug report.
+"""
+
 app = typer.Typer(
     name="cnntool",
-    help="Image analysis with convolutional neural networks: filter, audit, train, predict, explain.",
+    help=ROOT_HELP,
+    epilog=ROOT_EPILOG,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 
 
@@ -97,21 +121,29 @@ def _root(
     """Image analysis with convolutional neural networks."""
 
 
-app.command("filter")(handle_errors(filter_cmd.filter_command))
-app.command("audit", no_args_is_help=True)(handle_errors(audit_cmd.audit_command))
-app.command("train", no_args_is_help=True)(handle_errors(train_cmd.train_command))
-app.command("finetune", no_args_is_help=True)(handle_errors(train_cmd.finetune_command))
-app.command("predict", no_args_is_help=True)(handle_errors(predict_cmd.predict_command))
-app.command("explain", no_args_is_help=True)(handle_errors(explain_cmd.explain_command))
+def command(typer_app, name: str, func: Callable, short: str, *, needs_args: bool = True) -> None:
+    """Register a subcommand: the one error handler, plain metavars and option groups
+    (:class:`~cnntool.cli._help.Command`), and a one-line summary for the command list."""
+    typer_app.command(name, cls=Command, short_help=short, no_args_is_help=needs_args)(handle_errors(func))
 
-app.command("export", no_args_is_help=True)(handle_errors(export_cmd.export_command))
-app.command("doctor")(handle_errors(doctor_cmd.doctor_command))
+
+command(app, "filter", filter_cmd.filter_command, "Convolution, pooling and edges over images and .npy arrays",
+        needs_args=False)
+command(app, "audit", audit_cmd.audit_command, "Check a dataset: corrupt, dark, blurry, duplicate, mislabelled images")
+command(app, "train", train_cmd.train_command, "Train a classifier, detector, segmenter or video model")
+command(app, "finetune", train_cmd.finetune_command, "Fine-tune a pretrained model or a checkpoint on new classes")
+command(app, "predict", predict_cmd.predict_command, "Classify images (top-k), evaluate against labelled folders")
+command(app, "explain", explain_cmd.explain_command, "Grad-CAM and relatives, feature maps, kernels, maximisation")
+command(app, "export", export_cmd.export_command, "Export a model to ONNX or TorchScript, checked against PyTorch")
+command(app, "doctor", doctor_cmd.doctor_command, "Versions, devices, caches: what to paste into a bug report",
+        needs_args=False)
 
 models_app = typer.Typer(help="The model registry: list, describe, summarise.", no_args_is_help=True)
-models_app.command("list")(handle_errors(models_cmd.list_command))
-models_app.command("info")(handle_errors(models_cmd.info_command))
-models_app.command("summary")(handle_errors(models_cmd.summary_command))
-app.add_typer(models_app, name="models")
+command(models_app, "list", models_cmd.list_command, "Every model: task, parameters, input size, weights",
+        needs_args=False)
+command(models_app, "info", models_cmd.info_command, "One model, pretrained weights or checkpoint, every field")
+command(models_app, "summary", models_cmd.summary_command, "A model's layers with output shapes and parameters")
+app.add_typer(models_app, name="models", short_help="The model registry: list, info, summary")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnntool.cli._options import Format, ImgSize, Quiet, Verbose, make_output, parse_imgsz
+from cnntool.cli._options import Format, ImgSize, Quiet, Verbose, in_group, make_output, parse_imgsz
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import UsageError
 
@@ -33,154 +33,156 @@ Data = Annotated[
 ]
 TaskOption = Annotated[Optional[str], typer.Option("--task", help="classify | detect | segment | video [default: the "
                                                                   "model's task, else the dataset's layout].",
-                                                   show_default=False)]
+                                                   show_default=False, rich_help_panel="What to train")]
+TrainImgSize = in_group(ImgSize, "What to train")
 ArchArg = Annotated[Optional[list[str]], typer.Option("--arch-arg", metavar="KEY=VALUE",
                                                       help="A model builder option, repeatable, e.g. depth=5 "
-                                                           "(see `cnntool models info NAME`).", show_default=False)]
+                                                           "(see `cnntool models info NAME`).", show_default=False, rich_help_panel="What to train")]
 Accumulate = Annotated[Optional[int], typer.Option("--accumulate", min=1, help="Optimiser step every N batches "
                                                                                "(gradient accumulation) [default: 1].",
-                                                   show_default=False)]
+                                                   show_default=False, rich_help_panel="Schedule and optimiser")]
 Tensorboard = Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard",
                                                      help="Also write TensorBoard event files to RUN/tensorboard "
-                                                          "[default: off].", show_default=False)]
+                                                          "[default: off].", show_default=False, rich_help_panel="Machine")]
 AutoAugment = Annotated[Optional[str], typer.Option("--auto-augment", metavar="POLICY",
                                                     help="randaugment | trivialaugment: torchvision's automatic "
                                                          "augmentation policy after the warp [default: none].",
-                                                    show_default=False)]
+                                                    show_default=False, rich_help_panel="Augmentation")]
 Erasing = Annotated[Optional[float], typer.Option("--erasing", min=0.0, max=1.0, help="Random erasing probability "
                                                                                      "per image [default: 0].",
-                                                  show_default=False)]
+                                                  show_default=False, rich_help_panel="Augmentation")]
 CropRatio = Annotated[Optional[str], typer.Option("--crop-ratio", metavar="MIN,MAX",
                                                   help="Aspect ratio range of --crop-scale's crops [default: 0.75,1.333].",
-                                                  show_default=False)]
+                                                  show_default=False, rich_help_panel="Augmentation")]
 Out = Annotated[Optional[Path], typer.Option("--out", "-o", file_okay=False,
-                                             help="Run folder [default: runs/<arch>-<n>].", show_default=False)]
+                                             help="Run folder [default: runs/<arch>-<n>].", show_default=False, rich_help_panel="What to train")]
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder exactly where it "
                                                                  "stopped, with its saved recipe. Only --epochs (to "
                                                                  "extend it: the cosine schedule is recomputed for the "
                                                                  "new length) and the machine options --device, "
-                                                                 "--amp, --channels-last, --workers, --threads and "
-                                                                 "--cache may be given with it.",
-                                                show_default=False)]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start over in an --out folder that already holds a run.")]
+                                                                 "--amp, --channels-last, --workers, --threads, "
+                                                                 "--cache-images and --tensorboard may be given "
+                                                                 "with it.",
+                                                show_default=False, rich_help_panel="What to train")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Start over in an --out folder that already holds a run.", rich_help_panel="What to train")]
 ValSplit = Annotated[Optional[float], typer.Option("--val-split", help="Validation fraction when DATA has no val/ "
                                                                        "folder (stratified, seeded by --seed) "
-                                                                       "[default: 0.2].", show_default=False)]
+                                                                       "[default: 0.2].", show_default=False, rich_help_panel="What to train")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help="Epochs [default: about 1500 steps, "
                                                                              "10 to 60 epochs]. With --resume: a "
                                                                              "larger number extends the run.",
-                                                show_default=False)]
+                                                show_default=False, rich_help_panel="Schedule and optimiser")]
 Batch = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1,
                                               help="Images per step, per process [default: 64; for datasets under "
                                                    "512 images less, down to 16, for at least 8 steps an epoch].",
-                                              show_default=False)]
+                                              show_default=False, rich_help_panel="Schedule and optimiser")]
 Optimizer = Annotated[Optional[str], typer.Option("--optimizer", help="sgd (Nesterov momentum) | adamw "
-                                                                      "[default: sgd].", show_default=False)]
+                                                                      "[default: sgd].", show_default=False, rich_help_panel="Schedule and optimiser")]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: sgd 0.05 x batch/64, "
-                                                          "adamw 1e-3; fine-tuning 0.01 / 1e-4].", show_default=False)]
+                                                          "adamw 1e-3; fine-tuning 0.01 / 1e-4].", show_default=False, rich_help_panel="Schedule and optimiser")]
 Momentum = Annotated[Optional[float], typer.Option("--momentum", help="SGD momentum (AdamW beta1) [default: 0.9].",
-                                                   show_default=False)]
+                                                   show_default=False, rich_help_panel="Schedule and optimiser")]
 WeightDecay = Annotated[Optional[float], typer.Option("--weight-decay", help="[default: sgd 5e-4, adamw 0.05]; "
                                                                             "biases and norm layers get none.",
-                                                     show_default=False)]
+                                                     show_default=False, rich_help_panel="Schedule and optimiser")]
 Schedule = Annotated[Optional[str], typer.Option("--schedule", help="cosine (decay to 0) | constant | step (x --gamma "
                                                                     "every --lr-step epochs) | plateau (x --gamma after "
                                                                     "--plateau-patience epochs without a better best "
                                                                     "metric), after the warmup [default: cosine].",
-                                                 show_default=False)]
+                                                 show_default=False, rich_help_panel="Schedule and optimiser")]
 LrStep = Annotated[Optional[int], typer.Option("--lr-step", min=1, help="step schedule: epochs between decays "
-                                                                        "[default: 30].", show_default=False)]
+                                                                        "[default: 30].", show_default=False, rich_help_panel="Schedule and optimiser")]
 Gamma = Annotated[Optional[float], typer.Option("--gamma", help="step/plateau schedule: the decay factor "
-                                                                "[default: 0.1].", show_default=False)]
+                                                                "[default: 0.1].", show_default=False, rich_help_panel="Schedule and optimiser")]
 PlateauPatience = Annotated[Optional[int], typer.Option("--plateau-patience", min=1,
                                                         help="plateau schedule: epochs without improvement before a "
-                                                             "decay [default: 3].", show_default=False)]
+                                                             "decay [default: 3].", show_default=False, rich_help_panel="Schedule and optimiser")]
 Balance = Annotated[Optional[str], typer.Option("--balance", help="Skewed classes: none | weights (loss weights ~ "
                                                                   "1/class size) | sampler (class-balanced sampling) "
-                                                                  "[default: none].", show_default=False)]
+                                                                  "[default: none].", show_default=False, rich_help_panel="Regularisation")]
 Config = Annotated[Optional[Path], typer.Option("--config", exists=False, dir_okay=False,
                                                 help="A recipe file (TOML): option names as keys, e.g. lr = 0.01, "
                                                      "hflip = true. Options on the command line win; the "
                                                      "effective recipe is saved in the run folder (config.json).",
-                                                show_default=False)]
+                                                show_default=False, rich_help_panel="What to train")]
 Warmup = Annotated[Optional[float], typer.Option("--warmup-epochs", min=0.0, help="Linear warmup from lr/100, in "
                                                                                   "epochs [default: 1].",
-                                                 show_default=False)]
+                                                 show_default=False, rich_help_panel="Schedule and optimiser")]
 Smoothing = Annotated[Optional[float], typer.Option("--label-smoothing", help="Label smoothing epsilon (0: off) "
-                                                                              "[default: 0.1].", show_default=False)]
+                                                                              "[default: 0.1].", show_default=False, rich_help_panel="Regularisation")]
 Mixup = Annotated[Optional[float], typer.Option("--mixup", min=0.0, help="Mixup Beta alpha, e.g. 0.2 (0: off) "
-                                                                         "[default: 0].", show_default=False)]
+                                                                         "[default: 0].", show_default=False, rich_help_panel="Regularisation")]
 Cutmix = Annotated[Optional[float], typer.Option("--cutmix", min=0.0, help="CutMix Beta alpha, e.g. 1.0 (0: off) "
-                                                                           "[default: 0].", show_default=False)]
+                                                                           "[default: 0].", show_default=False, rich_help_panel="Regularisation")]
 GradClip = Annotated[Optional[float], typer.Option("--grad-clip", min=0.0, help="Clip the gradient norm to this "
                                                                                 "[default: no clipping].",
-                                                   show_default=False)]
+                                                   show_default=False, rich_help_panel="Regularisation")]
 Patience = Annotated[Optional[int], typer.Option("--patience", min=1, help="Stop after this many epochs without a "
                                                                            "better val accuracy [default: never].",
-                                                 show_default=False)]
+                                                 show_default=False, rich_help_panel="Schedule and optimiser")]
 Ema = Annotated[Optional[float], typer.Option("--ema", help="Average weights with this EMA decay, e.g. 0.999, and "
                                                             "evaluate/save the average [default: off].",
-                                              show_default=False)]
+                                              show_default=False, rich_help_panel="Regularisation")]
 Init = Annotated[Optional[str], typer.Option("--init", help="From-scratch initialisation: auto (Kaiming for ReLU "
                                                             "nets, Xavier for tanh nets) | kaiming | xavier | torch "
-                                                            "[default: auto].", show_default=False)]
+                                                            "[default: auto].", show_default=False, rich_help_panel="Regularisation")]
 Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random distortions of training "
                                                                                 "images [default: on].",
-                                                 show_default=False)]
+                                                 show_default=False, rich_help_panel="Augmentation")]
 Rotate = Annotated[Optional[float], typer.Option("--rotate", min=0.0, help="Max rotation, degrees [default: 10].",
-                                                 show_default=False)]
+                                                 show_default=False, rich_help_panel="Augmentation")]
 Shift = Annotated[Optional[float], typer.Option("--shift", min=0.0, help="Max shift, fraction of the image size "
-                                                                         "[default: 0.1].", show_default=False)]
+                                                                         "[default: 0.1].", show_default=False, rich_help_panel="Augmentation")]
 Zoom = Annotated[Optional[float], typer.Option("--zoom", min=0.0, help="Max zoom in/out, fraction [default: 0.1].",
-                                               show_default=False)]
+                                               show_default=False, rich_help_panel="Augmentation")]
 Shear = Annotated[Optional[float], typer.Option("--shear", min=0.0, help="Max shear, degrees [default: 5].",
-                                                show_default=False)]
+                                                show_default=False, rich_help_panel="Augmentation")]
 CropScale = Annotated[Optional[str], typer.Option("--crop-scale", metavar="MIN,MAX",
                                                   help="Random resized crop over this fraction of the area, e.g. "
                                                        "0.08,1 (the ImageNet recipe) [default: off].",
-                                                  show_default=False)]
+                                                  show_default=False, rich_help_panel="Augmentation")]
 Hflip = Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random left-right flips [default: off: "
                                                                           "digits and text are not "
-                                                                          "mirror-symmetric].", show_default=False)]
+                                                                          "mirror-symmetric].", show_default=False, rich_help_panel="Augmentation")]
 Vflip = Annotated[Optional[bool], typer.Option("--vflip/--no-vflip", help="Random top-bottom flips [default: off].",
-                                               show_default=False)]
+                                               show_default=False, rich_help_panel="Augmentation")]
 ColorJitter = Annotated[Optional[float], typer.Option("--color-jitter", min=0.0, help="Brightness, contrast and "
                                                                                       "saturation jitter, e.g. 0.2 "
                                                                                       "(0: off) [default: 0].",
-                                                      show_default=False)]
+                                                      show_default=False, rich_help_panel="Augmentation")]
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision [default: on for CUDA].",
-                                             show_default=False)]
+                                             show_default=False, rich_help_panel="Machine")]
 ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last",
                                                       help="NHWC memory layout [default: on for CUDA].",
-                                                      show_default=False)]
+                                                      show_default=False, rich_help_panel="Machine")]
 LoaderWorkers = Annotated[Optional[int], typer.Option("--workers", "-j", min=0,
                                                       help="DataLoader worker processes; 0 loads in the main process "
                                                            "[default: 0 for cached data, else by cores].",
-                                                      show_default=False)]
+                                                      show_default=False, rich_help_panel="Machine")]
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU compute threads [default: "
                                                                          "$OMP_NUM_THREADS, else physical cores "
                                                                          "minus loader workers]. On a busy machine "
                                                                          "--threads 1 can be many times faster.",
-                                                show_default=False)]
+                                                show_default=False, rich_help_panel="Machine")]
 TrainDevice = Annotated[Optional[str], typer.Option("--device", help="auto|cpu|cuda|cuda:N|mps; auto picks the GPU "
                                                                       "when there is one [default: auto].",
-                                                     show_default=False)]
+                                                     show_default=False, rich_help_panel="Machine")]
 CacheImages = Annotated[Optional[str], typer.Option("--cache-images", help="Keep decoded images in memory: auto "
                                                                           "(when under 2 GiB) | on | off "
-                                                                          "[default: auto].", show_default=False)]
+                                                                          "[default: auto].", show_default=False, rich_help_panel="Machine")]
 Verify = Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Decode every image once up front and "
                                                                              "skip corrupt ones (always done when "
                                                                              "caching) [default: on].",
-                                                show_default=False)]
+                                                show_default=False, rich_help_panel="Machine")]
 TrainMaxPixels = Annotated[Optional[int], typer.Option("--max-pixels", min=1, help="Refuse images with more pixels "
                                                                                   "than this (decompression-bomb "
                                                                                   f"guard) [default: {DEFAULT_MAX_PIXELS}].",
-                                                       show_default=False)]
+                                                       show_default=False, rich_help_panel="Machine")]
 TrainSeed = Annotated[Optional[int], typer.Option("--seed", help="Random seed; same inputs and options give the same "
-                                                                 "records [default: 0].", show_default=False)]
+                                                                 "records [default: 0].", show_default=False, rich_help_panel="Machine")]
 Deterministic = Annotated[Optional[bool], typer.Option("--deterministic", help="Deterministic GPU kernels (slower); "
                                                                                "CPU runs repeat exactly anyway.",
-                                                       show_default=False)]
+                                                       show_default=False, rich_help_panel="Machine")]
 
 
 def train_command(
@@ -189,8 +191,8 @@ def train_command(
     arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Registry model to train from scratch "
                                                                    "[default: the task's: tiny_fcos, unet, c3d_small; "
                                                                    "required for classification] (see `cnntool "
-                                                                   "models list`).", show_default=False)] = None,
-    task: TaskOption = None, imgsz: ImgSize = None, arch_arg: ArchArg = None,
+                                                                   "models list`).", show_default=False, rich_help_panel="What to train")] = None,
+    task: TaskOption = None, imgsz: TrainImgSize = None, arch_arg: ArchArg = None,
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
@@ -231,14 +233,14 @@ def finetune_command(
     data: Data = None,
     init_from: Annotated[Optional[str], typer.Option("--from", help="Start from NAME:WEIGHTS (pretrained, e.g. "
                                                                    "resnet18:DEFAULT) or a cnntool checkpoint "
-                                                                   "or run folder.", show_default=False)] = None,
+                                                                   "or run folder.", show_default=False, rich_help_panel="What to train")] = None,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="none (train everything) | backbone (the new "
                                                                    "head only) | N (the head and the last N blocks) "
-                                                                   "[default: none].", show_default=False)] = None,
+                                                                   "[default: none].", show_default=False, rich_help_panel="Fine-tuning")] = None,
     backbone_lr_scale: Annotated[Optional[float], typer.Option("--backbone-lr-scale", min=0.0,
                                                                help="Backbone learning rate = lr x this "
-                                                                    "[default: 0.1].", show_default=False)] = None,
-    task: TaskOption = None, imgsz: ImgSize = None,
+                                                                    "[default: 0.1].", show_default=False, rich_help_panel="Fine-tuning")] = None,
+    task: TaskOption = None, imgsz: TrainImgSize = None,
     out: Out = None, resume: Resume = None, overwrite: Overwrite = False, val_split: ValSplit = None,
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,

@@ -1,0 +1,530 @@
+"""``cnntool video``: the image stages on every frame, clip classification, optical flow.
+
+Composition happens here: each video's frames stream from the reader as samples
+(:func:`cnntool.infer.video.frame_samples`, decoded on a thread ahead), through the task's
+stage (:func:`~cnntool.infer.predict.predict_records`, :func:`~cnntool.infer.explain.explain_samples`,
+the :mod:`cnntool.filters` op chain, :func:`~cnntool.infer.video.frame_flows`,
+:func:`~cnntool.infer.video.classify_clips`), then each frame is drawn on worker threads and
+written to the annotated video (:class:`~cnntool.data.video.VideoWriter`: H.264 yuv420p at the
+source fps / ``--stride``, atomic, its frame count checked), while its records stream to stdout.
+Memory stays bounded however long the video.
+
+Inputs: video files (a file named directly is read whatever its extension), folders (the video
+files under them), globs, ``@list.txt``, ``-``; a folder with no video files under it but images
+directly in it is one video of those images in natural order, at 25 fps.
+
+The task: ``--task``, else the model's: a clip model classifies clips, a classifier classifies
+each frame; without a model, optical flow.
+
+Records (stdout), by task:
+
+- ``classify``, ``explain``, ``filter``: one per frame, with ``path`` (the video), ``frame`` (its
+  index in the source), ``time`` (seconds) and the stage's fields (``label``, ``score``,
+  ``topk`` as ``cnntool predict``; ``class``, ``score``, ``peak``, ``box`` as ``cnntool explain``;
+  ``ops``, ``output_shape``, ``min``, ``max`` as ``cnntool filter``), then the video's record:
+  ``path``, ``task``, ``frames`` (read), ``fps`` (of the output, as a fraction), ``output`` (the
+  annotated video with ``-o``, else null), ``skipped``, ``error``.
+- ``flow``: one per pair of consecutive frames: ``frame``, ``next_frame``, ``time``,
+  ``mean_motion``, ``max_motion`` (pixels), ``mean_dx``, ``mean_dy``, ``flow`` (with ``-o`` the
+  H x W x 2 float32 ``.npy`` of the pair, in ``OUT/<stem>_flow/``), then the video's record (its
+  ``output`` the colour-wheel flow video, one frame per pair, ``flows`` the folder of arrays).
+- ``clip``: one per window (``start_frame``, ``end_frame``, ``start_time``, ``end_time``,
+  ``label``, ``score``, ``topk``, ``verdict: false``), then the verdict (``verdict: true``,
+  ``windows``, and the mean probabilities' ``label``, ``score``, ``topk``). Nothing is written.
+
+A video that cannot be read gives an error record; one that breaks part-way keeps its good
+frames' records and ends with an error record (its output video is not written). Exit 1 when
+any record has an error. With ``-o``, a video whose output exists, made with the same options
+from the same input, is skipped (its record says ``skipped: true``; ``--overwrite`` redoes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cnntool.cli._options import (BatchSize, Device, Format, ImgSize, Model, OutDir, Overwrite, Quiet, Verbose,
+                                  Workers, default_workers, make_output)
+from cnntool.errors import UsageError
+
+VideoInputs = Annotated[list[str], typer.Argument(
+    help="Video files (.mp4 .mov .mkv .avi .webm ...), folders of them (recursed), a folder of numbered images "
+         "(one video), quoted globs, @list.txt, or - for paths on stdin.", show_default=False)]
+Task = Annotated[Optional[str], typer.Option(
+    "--task", help="classify | explain | filter (each frame, and an annotated video with -o) | flow (optical flow "
+                   "between frames) | clip (clip classification over windows) [default: the model's: clip for a "
+                   "video model, classify for a classifier; flow without -m].", show_default=False)]
+Method = Annotated[Optional[str], typer.Option(
+    "--method", help="explain: gradcam | gradcam++ | xgradcam | hirescam | layercam | scorecam | eigencam | cam "
+                     "[gradcam]; flow: dis | farneback | raft [dis; raft with -m raft_small or raft_large].",
+    show_default=False)]
+Layer = Annotated[Optional[str], typer.Option("--layer", help="explain: target layer [default: the model's cam_layer].",
+                                              show_default=False)]
+Target = Annotated[Optional[str], typer.Option("--target", help="explain: class to explain, by name or index "
+                                                                "[default: each frame's predicted class].",
+                                               show_default=False)]
+TopK = Annotated[int, typer.Option("--topk", min=1, help="classify, clip: classes listed per record.")]
+Threshold = Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0,
+                                                    help="classify, clip: answer 'unknown' under this top probability.",
+                                                    show_default=False)]
+Kernel = Annotated[Optional[list[str]], typer.Option(
+    "--kernel", "-k", metavar="NAME[:KEY=VALUE...]",
+    help="filter: op to apply to every frame; repeat to chain (the syntax of `cnntool filter -k`, see "
+         "`cnntool filter --list`).", show_default=False)]
+Pad = Annotated[str, typer.Option("--pad", help="filter: same | valid | full | N pixels each side.")]
+Border = Annotated[str, typer.Option("--border", help="filter: what the padding holds (as `cnntool filter`).")]
+Color = Annotated[str, typer.Option("--color", help="filter: channels | gray | luminance (as `cnntool filter`).")]
+Scale = Annotated[str, typer.Option("--scale", help="filter: how results become 8-bit frames: auto | clip | abs | "
+                                                    "minmax | offset.")]
+Window = Annotated[Optional[int], typer.Option("--window", min=1, help="clip: frames per window [default: the "
+                                                                       "model's clip length x its frame stride].",
+                                               show_default=False)]
+WindowStride = Annotated[Optional[int], typer.Option("--window-stride", min=1,
+                                                     help="clip: frames between window starts [default: the window].",
+                                                     show_default=False)]
+Stride = Annotated[int, typer.Option("--stride", min=1, help="Read every Nth frame; the output plays at the source "
+                                                             "fps / N, so it lasts as long as the source.")]
+Start = Annotated[float, typer.Option("--start", min=0.0, help="Seconds: start at the first frame at or after this.")]
+End = Annotated[Optional[float], typer.Option("--end", help="Seconds: stop before the first frame at or after this.",
+                                              show_default=False)]
+MaxFrames = Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after this many frames (after "
+                                                                             "--stride).", show_default=False)]
+
+#: The options (parameter names) each task uses besides the reader's and the output's.
+TASK_OPTIONS = {
+    "classify": {"topk", "threshold", "batch_size", "imgsz"},
+    "explain": {"method", "layer", "target", "batch_size", "imgsz"},
+    "filter": {"kernel", "pad", "border", "color", "scale"},
+    "flow": {"method"},
+    "clip": {"topk", "threshold", "window", "window_stride", "batch_size", "imgsz"},
+}
+#: Every task's: which frames, and where the output goes (clip writes nothing: no -o).
+READER_OPTIONS = {"inputs", "task", "stride", "start", "end", "max_frames"}
+
+
+def video_command(
+    ctx: typer.Context,
+    inputs: VideoInputs,
+    task: Task = None,
+    model: Model = "",
+    method: Method = None,
+    layer: Layer = None,
+    target: Target = None,
+    topk: TopK = 5,
+    threshold: Threshold = None,
+    kernel: Kernel = None,
+    pad: Pad = "same",
+    border: Border = "zero",
+    color: Color = "channels",
+    scale: Scale = "auto",
+    window: Window = None,
+    window_stride: WindowStride = None,
+    stride: Stride = 1,
+    start: Start = 0.0,
+    end: End = None,
+    max_frames: MaxFrames = None,
+    out: OutDir = None,
+    overwrite: Overwrite = False,
+    imgsz: ImgSize = None,
+    batch_size: BatchSize = 16,
+    workers: Workers = 0,
+    device: Device = "auto",
+    format: Format = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> int:
+    """Run a stage on every frame of videos, classify clips, or compute optical flow.
+
+    Per frame (classify, explain, filter): one record per frame, and with -o an annotated video
+    OUT/<name>_<task>.mp4 (H.264, plays in browsers) at the source fps / --stride. Clip
+    classification (a video model's default): a record per window and a verdict per video.
+    Flow (the default without -m): motion per frame pair, with -o the flow arrays and a
+    colour-wheel video. Exit 1 when a video (or a frame) failed, 2 for bad options.
+
+    Examples:
+
+    \b
+      cnntool video walk.mp4 -m runs/c3d_small-1            # clip classification, a verdict per video
+      cnntool video walk.mp4 -m runs/cats/best.pt -o out/   # classify every frame: out/walk_classify.mp4
+      cnntool video walk.mp4 -m resnet18:DEFAULT --task explain --stride 5 -o out/
+      cnntool video walk.mp4 --task filter -k sobel:axis=magnitude -o out/
+      cnntool video walk.mp4 -o flow/                       # optical flow (DIS): arrays and a colour video
+      cnntool video walk.mp4 -m raft_small:C_T_V2 --task flow --start 2 --end 4
+      cnntool video frames/ -m runs/cats/best.pt            # a folder of numbered images is a video
+    """
+    from cnntool.cli._options import refuse_unused
+
+    output = make_output(format, quiet, verbose)
+    if task is None:
+        task = _task_from_model(model) if model else "flow"
+    task = task.strip().lower()
+    from cnntool.infer.video import TASKS
+
+    if task not in TASKS:
+        from cnntool.errors import unknown_choice
+
+        raise unknown_choice("--task", task, TASKS)
+    used = READER_OPTIONS | TASK_OPTIONS[task] | ({"out"} if task != "clip" else set())
+    refuse_unused(ctx, used, what=f"--task {task}")
+    if end is not None and end <= start:
+        raise UsageError(f"--end {end:g} is not after --start {start:g}")
+    stage = _build_stage(task, model=model, method=method, layer=layer, target=target, topk=topk,
+                         threshold=threshold, kernel=kernel, pad=pad, border=border, color=color, scale=scale,
+                         window=window, window_stride=window_stride, imgsz=imgsz, batch_size=batch_size,
+                         workers=default_workers(workers), device=device, draw=out is not None, output=output)
+    from cnntool.data.sources import require_inputs
+    from cnntool.data.video import VIDEO_EXTENSIONS
+    from cnntool.data.writers import Recipe, plan_outputs, skipped_message
+    from cnntool.infer.video import output_video_path, resolve_video_inputs
+
+    items = resolve_video_inputs(inputs, exclude=out)
+    require_inputs(items, inputs, extensions=VIDEO_EXTENSIONS, what="videos")
+    reading = {"stride": stride, "start": start, "end": end, "max_frames": max_frames}
+    recipe = Recipe.of("video", {"task": task, **reading, **stage.options},
+                       summary=f"video --task {task}" + (f" {stage.about}" if stage.about else ""))
+    out_dir = out if task != "clip" else None
+    plans = plan_outputs(items, out_dir, lambda rel: output_video_path(rel, out_dir, task))
+    run = _Run(stage, reading, recipe, output, default_workers(workers), overwrite)
+    for item, plan in zip(items, plans):
+        run.video(item, plan.paths[0] if plan.paths else None, plan.error)
+    output.close()
+    if run.skipped:
+        output.log(skipped_message(run.skipped))
+    output.log(f"{len(items)} videos, {run.frames} frames" + (f", {output.failed} failed records" if output.failed
+                                                               else ""))
+    return output.exit_code
+
+
+def _task_from_model(spec: str) -> str:
+    """The task a model does without --task, read from its registry entry or checkpoint (no weights loaded)."""
+    from cnntool.infer.video import default_task
+    from cnntool.models.registry import get_entry, is_checkpoint_spec
+
+    if is_checkpoint_spec(spec):
+        from cnntool.models.checkpoint import load_checkpoint
+        from cnntool.models.loading import resolve_checkpoint_path
+
+        return default_task(load_checkpoint(resolve_checkpoint_path(spec))["task"])
+    return default_task(get_entry(spec.partition(":")[0]).task)
+
+
+# --- the stages ---------------------------------------------------------------------------------
+
+@dataclass
+class _Stage:
+    """One task ready to run over frames.
+
+    ``run(samples)`` yields ``(sample, payload)`` per frame (or per pair); ``finish(sample,
+    payload, files)`` turns one into ``(records, drawn frame)`` on a worker thread (``files`` says
+    where per-frame files go, or None; the frame is None when nothing is drawn: no ``-o``);
+    ``clips(samples)`` replaces both for clip classification (records only). ``options`` is what makes the outputs (the output ledger's
+    recipe); ``prepare`` the per-frame model input, made on the decoding thread.
+    """
+
+    task: str
+    options: dict
+    about: str = ""
+    prepare: Callable | None = None
+    run: Callable | None = None
+    finish: Callable | None = None
+    clips: Callable | None = None
+    per_frame_files: bool = False
+
+
+def _build_stage(task: str, *, model: str, method, layer, target, topk, threshold, kernel, pad, border, color,
+                 scale, window, window_stride, imgsz, batch_size, workers, device, draw: bool, output) -> _Stage:
+    if task == "filter":
+        if model:
+            raise UsageError("--task filter takes no model", hint="leave out -m")
+        return _filter_stage(kernel, pad=pad, border=border, color=color, scale=scale, draw=draw)
+    if task == "flow":
+        return _flow_stage(model, method, device=device, draw=draw, output=output)
+    if not model:
+        raise UsageError(f"--task {task} needs a model", hint="-m runs/NAME/best.pt, or a registry NAME:WEIGHTS")
+    from cnntool.cli._options import with_imgsz
+    from cnntool.device import resolve_device
+    from cnntool.infer.video import MODEL_TASKS
+    from cnntool.models.loading import load, model_identity
+
+    torch_device = resolve_device(device)
+    loaded = with_imgsz(load(model, task=MODEL_TASKS[task], device=str(torch_device)), imgsz)
+    common = {"model": model_identity(model), "preprocessing": loaded.preprocessing.to_dict()}
+    if task == "explain":
+        stage = _explain_stage(loaded, method=method, layer=layer, target=target, batch_size=batch_size,
+                               workers=workers, draw=draw, common=common)
+    elif task == "classify":
+        stage = _classify_stage(loaded, torch_device, topk=topk, threshold=threshold, batch_size=batch_size,
+                                draw=draw, common=common)
+    else:
+        stage = _clip_stage(loaded, torch_device, window=window, window_stride=window_stride, topk=topk,
+                            threshold=threshold, batch_size=batch_size, common=common)
+    if loaded.random_weights:  # after every usage check: a refusal comes first
+        output.warn(f"{model} has random weights (no checkpoint or pretrained weights): its results mean nothing")
+    return stage
+
+
+def _classify_stage(loaded, device, *, topk, threshold, batch_size, draw, common) -> _Stage:
+    from cnntool.infer.predict import predict_records
+    from cnntool.infer.video import draw_classification, paired
+
+    def run(samples):
+        return paired(samples, lambda s: predict_records(loaded, s, device=device, batch_size=batch_size,
+                                                         topk=topk, threshold=threshold))
+
+    def finish(sample, record, files):
+        return [record], draw_classification(sample.image, record) if draw else None
+
+    return _Stage("classify", {**common, "threshold": threshold}, about=common["model"],
+                  prepare=loaded.preprocessing.resize, run=run, finish=finish)
+
+
+def _explain_stage(loaded, *, method, layer, target, batch_size, workers, draw, common) -> _Stage:
+    import numpy as np
+
+    from cnntool.infer.cam import CAM_METHODS
+    from cnntool.infer.explain import ExplainConfig, Explainer, RunOptions, canonical, explain_samples, render_overlay
+
+    method = canonical(method or "gradcam")
+    if method not in CAM_METHODS:
+        raise UsageError(f"--method {method} does not explain frames",
+                         hint="use a heatmap method (" + ", ".join(CAM_METHODS) + "), or `cnntool explain` for it")
+    explainer = Explainer(loaded, ExplainConfig(method=method, layer=layer, target=target, batch_size=batch_size))
+    options = RunOptions(workers=workers, model_id=common["model"])
+
+    def drawn(samples):
+        for sample in samples:
+            sample.extra["draw"] = True
+            yield sample
+
+    def run(samples):
+        return explain_samples(drawn(samples) if draw else samples, explainer, options)
+
+    def finish(sample, record, files):
+        overlay = sample.extra.pop("overlay", None)
+        if draw and overlay is None:  # the frame failed: shown without a heatmap, so the video keeps it
+            overlay = render_overlay(sample.image, np.zeros(sample.image.shape[:2], np.float32), "error")
+        return [record], overlay
+
+    about = f"{method} of {common['model']} at {explainer.layer}"
+    return _Stage("explain", {**common, "method": method, "layer": explainer.layer, "target": explainer.target},
+                  about=about, prepare=loaded.preprocessing.resize, run=run, finish=finish)
+
+
+def _clip_stage(loaded, device, *, window, window_stride, topk, threshold, batch_size, common) -> _Stage:
+    from cnntool.infer.video import classify_clips, frame_preprocessing
+
+    def clips(samples):
+        return classify_clips(loaded, samples, device=device, window=window, window_stride=window_stride,
+                              batch_size=batch_size, topk=topk, threshold=threshold)
+
+    return _Stage("clip", {**common, "window": window, "window_stride": window_stride}, about=common["model"],
+                  prepare=frame_preprocessing(loaded.preprocessing).resize, clips=clips)
+
+
+def _filter_stage(kernel, *, pad, border, color, scale, draw) -> _Stage:
+    from cnntool.cli.filter import parse_choice, parse_pad_option
+    from cnntool.filters.batch import FilterJob
+    from cnntool.filters.names import BORDERS, COLOR_MODES, SCALES
+    from cnntool.filters.ops import ConvDefaults, chain_scale, keeps_size, parse_ops, run_ops
+    from cnntool.filters.scale import to_uint8
+
+    if not kernel:
+        raise UsageError("--task filter needs ops", hint="-k OP (repeat to chain), e.g. -k gaussian:sigma=2")
+    defaults = ConvDefaults(pad=parse_pad_option(pad), border=parse_choice(border, BORDERS, "--border"))
+    color = parse_choice(color, COLOR_MODES, "--color")
+    scale = parse_choice(scale, ("auto", *SCALES), "--scale")
+    ops = tuple(parse_ops(kernel, defaults))
+    if color == "luminance" and not keeps_size(ops):
+        raise UsageError("--color luminance needs ops that keep the image size",
+                         hint="drop stride/pooling/valid padding, or use --color channels or gray")
+    job = FilterJob(ops=ops, color=color, scale=chain_scale(ops) if scale == "auto" else scale)
+
+    def run(samples):
+        return ((sample, None) for sample in samples)
+
+    def finish(sample, _, files):
+        record = {"path": sample.path, "frame": sample.frame, "time": sample.time, "ops": job.text}
+        try:
+            result = run_ops(sample.image, job.ops, color=job.color)
+        except (ValueError, MemoryError) as exc:
+            from cnntool.errors import one_line
+
+            return [{**record, "error": one_line(exc)}], None
+        record.update(output_shape=list(result.shape), min=float(result.min()), max=float(result.max()), error=None)
+        return [record], to_uint8(result, job.scale) if draw else None
+
+    return _Stage("filter", {"filter": job.recipe.digest}, about=job.text, run=run, finish=finish)
+
+
+def _flow_stage(model: str, method, *, device, draw, output) -> _Stage:
+    from cnntool.infer.flow import METHODS, FlowEstimator
+
+    method = (method or ("raft" if model else "dis")).strip().lower()
+    if method not in METHODS:
+        from cnntool.errors import unknown_choice
+
+        raise unknown_choice("--method", method, METHODS)
+    loaded = None
+    if method == "raft":
+        if not model:
+            raise UsageError("--method raft needs a RAFT model", hint="-m raft_small:C_T_V2 or -m raft_large:C_T_SKHT_V2")
+        from cnntool.device import resolve_device
+        from cnntool.models.loading import load
+
+        loaded = load(model, task="flow", device=str(resolve_device(device)))
+        if loaded.random_weights:
+            output.warn(f"{model} has random weights: its flow means nothing (use {model}:DEFAULT)")
+    elif model:
+        raise UsageError(f"--method {method} takes no model", hint="leave out -m, or use --method raft")
+    estimate = FlowEstimator(method, model=loaded.model if loaded is not None else None)
+    from cnntool.infer.video import flow_colour_scale, frame_flows
+
+    def run(samples):
+        return ((sample, (flow, record)) for sample, flow, record in frame_flows(samples, estimate))
+
+    def finish(sample, payload, files):
+        from cnntool.data.writers import write_npy
+        from cnntool.infer.flow import flow_to_color
+
+        flow, record = payload
+        if flow is None:
+            return [record], None
+        path = None
+        if files is not None:
+            path = files["folder"] / f"{sample.frame:06d}.npy"
+            write_npy(path, flow, recipe=files["recipe"], source=sample.path)
+        image = flow_to_color(flow, max_magnitude=flow_colour_scale(flow.shape)) if draw else None
+        return [{**record, "flow": str(path) if path is not None else None}], image
+
+    options = {"method": method}
+    if loaded is not None:
+        from cnntool.models.loading import model_identity
+
+        options["model"] = model_identity(model)
+    return _Stage("flow", options, about=method, run=run, finish=finish, per_frame_files=True)
+
+
+# --- one video ----------------------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """Runs the stage over each video, emitting its records."""
+
+    stage: _Stage
+    reading: dict
+    recipe: Any
+    output: Any
+    workers: int
+    overwrite: bool
+    frames: int = 0
+    skipped: int = 0
+
+    def video(self, item, out_path, planned_error: str | None) -> None:
+        from cnntool.data.video import VideoReader
+        from cnntool.data.writers import check_not_input, should_skip
+        from cnntool.errors import InputError
+
+        task = self.stage.task
+        base = {"path": item.path, "task": task}
+        error = item.error or planned_error
+        if error is None and out_path is not None:
+            try:
+                check_not_input(out_path, item.path)
+                if should_skip([out_path], self.recipe, source=item.path, overwrite=self.overwrite):
+                    self.skipped += 1
+                    self.output.emit({**base, "frames": None, "fps": None, "output": str(out_path), "skipped": True,
+                                      "error": None})
+                    return
+            except InputError as exc:
+                error = str(exc)
+        if error is None:
+            try:
+                reader = VideoReader(item.path, **self.reading)
+            except InputError as exc:
+                error = str(exc)
+        if error is not None:
+            self.output.emit({**base, "error": error} if task != "clip" else
+                             {"path": item.path, "verdict": False, "error": error})
+            return
+        if task == "clip":
+            self._clips(item, reader)
+        else:
+            self._frames(item, reader, out_path)
+
+    def _clips(self, item, reader) -> None:
+        from cnntool.infer.video import frame_samples
+
+        counted = self._count(frame_samples(reader, item, prepare=self.stage.prepare))
+        for record in self.stage.clips(counted):
+            self.output.emit(record)
+
+    def _count(self, samples):
+        for sample in samples:
+            self.frames += sample.frame is not None
+            yield sample
+
+    def _frames(self, item, reader, out_path) -> None:
+        from cnntool.data.loaders import thread_map
+        from cnntool.data.video import VideoWriter
+        from cnntool.data.writers import record_output
+        from cnntool.errors import InputError, one_line
+        from cnntool.infer.video import frame_samples
+
+        base = {"path": item.path, "task": self.stage.task}
+        files = None
+        if out_path is not None and self.stage.per_frame_files:
+            files = {"folder": out_path.with_name(out_path.stem), "recipe": self.recipe}
+        writer = VideoWriter(out_path, fps=reader.output_fps) if out_path is not None else None
+        broken: list[str] = []
+        frames = 0
+
+        def good(samples):  # a break in the video ends the stream; its error is the video's
+            nonlocal frames
+            for sample in samples:
+                if sample.frame is None:
+                    broken.append(sample.error)
+                    return
+                frames += 1
+                yield sample
+
+        bar = self.output.bar(None, item.path, unit="frame")
+        try:
+            samples = good(frame_samples(reader, item, prepare=self.stage.prepare))
+            finished = thread_map(lambda job: self.stage.finish(job[0], job[1], files), self.stage.run(samples),
+                                  workers=self.workers)
+            for records, image in finished:
+                for record in records:
+                    self.output.emit(record)
+                if writer is not None and image is not None:
+                    writer.write(image)
+                bar.update(1, images=1)
+            if broken:
+                raise InputError(broken[0])
+            written = writer.close() if writer is not None else None
+            if written is not None:
+                record_output(written.path, self.recipe, source=item.path)
+        except InputError as exc:
+            self._failed(writer, {**base, "frames": frames, "output": None, "error": str(exc)})
+            return
+        except Exception as exc:  # one video's unexpected failure is its error record; the run goes on
+            self._failed(writer, {**base, "frames": frames, "output": None,
+                                  "error": f"{type(exc).__name__}: {one_line(exc)}"})
+            return
+        finally:
+            bar.close()
+            self.frames += frames
+            if writer is not None and writer.result is None:
+                writer.abort()  # interrupted: no half-written video
+        record = {**base, "frames": frames, "fps": str(reader.output_fps),
+                  "output": written.path if written is not None else None, "skipped": False, "error": None}
+        if files is not None:
+            record["flows"] = str(files["folder"])
+        self.output.emit(record)
+
+    def _failed(self, writer, record: dict) -> None:
+        if writer is not None and writer.result is None:
+            writer.abort()
+        self.output.emit(record)
