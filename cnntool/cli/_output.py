@@ -60,8 +60,42 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(_rounded(value), separators=(",", ":"))
     return str(value)
+
+
+def _rounded(value: Any) -> Any:
+    """Floats inside lists and dicts at the precision cells show (6 significant digits)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def flatten_columns(record: dict) -> dict:
+    """A record for csv and table: a list of same-keyed dicts (a top-k list) becomes numbered
+    columns, ``topk_1_label, topk_1_score, topk_2_label...``, rather than a quoted JSON blob;
+    other values stay as they are.
+
+    Examples
+    --------
+    >>> flatten_columns({"path": "a.png", "topk": [{"label": "3", "score": 0.9}, {"label": "5", "score": 0.1}]})
+    {'path': 'a.png', 'topk_1_label': '3', 'topk_1_score': 0.9, 'topk_2_label': '5', 'topk_2_score': 0.1}
+    """
+    flat: dict = {}
+    for key, value in record.items():
+        if (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+                and len({tuple(v) for v in value}) == 1
+                and all(not isinstance(x, (list, dict)) for v in value for x in v.values())):
+            for i, item in enumerate(value, 1):
+                for sub, x in item.items():
+                    flat[f"{key}_{i}_{sub}"] = x
+        else:
+            flat[key] = value
+    return flat
 
 
 class Output:
@@ -134,6 +168,7 @@ class Output:
         records, self._held = self._held, []
         if not records:
             return
+        records = [flatten_columns(r) for r in records]
         columns: list[str] = []
         for record in records:
             columns.extend(k for k in record if k not in columns)
