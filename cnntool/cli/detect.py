@@ -15,26 +15,38 @@ from typing import Annotated, Optional
 import typer
 
 from cnntool.cli._options import (BatchSize, Device, Format, ImgSize, Inputs, MaxPixels, Model, OutDir, Overwrite,
-                                  Quiet, Verbose, Workers, default_workers, make_output)
+                                  Quiet, Verbose, Workers, default_workers, in_group, make_output)
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import GateFailed, UsageError
 
-Conf = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Least score of a detection shown.")]
-Iou = Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="IoU threshold of non-maximum suppression "
-                                                                    "(per class; replaces the model's own).")]
+#: The groups of ``cnntool detect --help``.
+DETECTING = "What to detect"
+FILES = "Files"
+EVALUATION = "Evaluation"
+MACHINE = "Machine"
+
+Conf = Annotated[float, typer.Option("--conf", min=0.0, max=1.0,
+                                     help="Least score of a detection shown.")]
+Iou = Annotated[float, typer.Option("--iou", min=0.0, max=1.0,
+                                    help="IoU threshold of non-maximum suppression (per class; replaces the "
+                                         "model's own).")]
 Classes = Annotated[Optional[list[str]], typer.Option("--classes", metavar="NAMES",
                                                       help="Keep only these classes: names or 0-based ids, comma-"
                                                            "separated or repeated (--classes person,car).",
                                                       show_default=False)]
-MaxDet = Annotated[int, typer.Option("--max-det", min=1, help="Most detections per image (the best scores).")]
-SaveCrops = Annotated[bool, typer.Option("--save-crops", help="With -o: each detection's pixels as "
-                                                              "DIR/crops/<label>/<image>_<n>.<ext>.")]
-SaveTxt = Annotated[bool, typer.Option("--save-txt", help="With -o: YOLO labels per image (DIR/labels/<image>.txt, "
-                                                          "'class cx cy w h' normalised; classes in DIR/classes.txt).")]
+MaxDet = Annotated[int, typer.Option("--max-det", min=1,
+                                      help="Most detections per image (the best scores).")]
+SaveCrops = Annotated[bool, typer.Option("--save-crops",
+                                         help="With -o: each detection's pixels as "
+                                              "DIR/crops/<label>/<image>_<n>.<ext>.")]
+SaveTxt = Annotated[bool, typer.Option("--save-txt",
+                                       help="With -o: YOLO labels per image (DIR/labels/<image>.txt, 'class cx cy w h' "
+                                            "normalised; classes in DIR/classes.txt).")]
 SaveCoco = Annotated[Optional[Path], typer.Option("--save-coco", metavar="FILE", dir_okay=False,
                                                   help="Write the detections in COCO's results format (pycocotools' "
-                                                       "loadRes reads it); with --eval, image and category ids are "
-                                                       "the ground truth's.", show_default=False)]
+                                                       "loadRes reads it): with --eval, the ground truth's image and "
+                                                       "category ids; else image ids 1, 2, ... in input order and "
+                                                       "category id = class_id + 1.", show_default=False)]
 Eval = Annotated[Optional[Path], typer.Option("--eval", metavar="GT",
                                               help="Score the detections against ground truth: a COCO annotations "
                                                    "file or a COCO/YOLO dataset folder (inputs matched by file name). "
@@ -42,29 +54,30 @@ Eval = Annotated[Optional[Path], typer.Option("--eval", metavar="GT",
                                                    "class AP and recall; with -o also evaluation.json, pr_curve.png "
                                                    "and confusion.png.", show_default=False)]
 MinMap = Annotated[Optional[float], typer.Option("--min-map", min=0.0, max=1.0,
-                                                 help="With --eval: exit 1 when mAP@[.5:.95] is below this (a CI gate).",
+                                                 help="With --eval: exit 1 when mAP@[.5:.95] is below this "
+                                                      "(a CI gate).",
                                                  show_default=False)]
 
 
 def detect_command(
     inputs: Inputs,
-    model: Model = "",
-    conf: Conf = 0.25,
-    iou: Iou = 0.45,
-    classes: Classes = None,
-    max_det: MaxDet = 300,
-    out: OutDir = None,
-    save_crops: SaveCrops = False,
-    save_txt: SaveTxt = False,
-    save_coco: SaveCoco = None,
-    evaluate: Eval = None,
-    min_map: MinMap = None,
-    overwrite: Overwrite = False,
-    imgsz: ImgSize = None,
-    batch_size: BatchSize = 8,
-    workers: Workers = 0,
-    device: Device = "auto",
-    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    model: in_group(Model, DETECTING) = "",
+    conf: in_group(Conf, DETECTING) = 0.25,
+    iou: in_group(Iou, DETECTING) = 0.45,
+    classes: in_group(Classes, DETECTING) = None,
+    max_det: in_group(MaxDet, DETECTING) = 300,
+    out: in_group(OutDir, FILES) = None,
+    save_crops: in_group(SaveCrops, FILES) = False,
+    save_txt: in_group(SaveTxt, FILES) = False,
+    save_coco: in_group(SaveCoco, FILES) = None,
+    evaluate: in_group(Eval, EVALUATION) = None,
+    min_map: in_group(MinMap, EVALUATION) = None,
+    overwrite: in_group(Overwrite, FILES) = False,
+    imgsz: in_group(ImgSize, DETECTING) = None,
+    batch_size: in_group(BatchSize, MACHINE) = 8,
+    workers: in_group(Workers, MACHINE) = 0,
+    device: in_group(Device, MACHINE) = "auto",
+    max_pixels: in_group(MaxPixels, MACHINE) = DEFAULT_MAX_PIXELS,
     format: Format = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -104,7 +117,7 @@ def detect_command(
     from cnntool.cli._options import parse_imgsz
     from cnntool.data.sources import require_inputs, resolve_inputs
     from cnntool.device import resolve_device
-    from cnntool.infer.detect import (EVAL_CONF, DetectOptions, GroundTruthEvaluation, class_names,
+    from cnntool.infer.detect import (EVAL_CONF, EVALUATION_FILES, DetectOptions, GroundTruthEvaluation, class_names,
                                       resolve_classes, set_input_size)
     from cnntool.models.loading import load, model_identity
 
@@ -117,6 +130,9 @@ def detect_command(
     if wanted is not None:
         resolve_classes(wanted, names)  # an unknown class is a usage error before any work
     evaluation = GroundTruthEvaluation(truth, names) if truth is not None else None
+    if truth is not None and truth.skipped:
+        output.warn(f"{len(truth.skipped)} ground-truth entries of {evaluate} are left out, e.g. "
+                    f"{truth.skipped[0][0]}: {truth.skipped[0][1]}")
     if loaded.random_weights:
         output.warn(f"{model} has random weights (no checkpoint or pretrained weights): its detections mean nothing")
     items = resolve_inputs(inputs, exclude=out)
@@ -134,12 +150,20 @@ def detect_command(
     run_recipe = Recipe.of("detect", {"outputs": made_by.digest, "inputs": list(inputs), "coco": save_coco is not None,
                                       "eval": str(evaluate.resolve()) if evaluate is not None else None},
                            summary=made_by.summary)
-    extra_files = _check_extra_files(out, save_coco, save_txt, evaluation is not None, run_recipe, overwrite)
+    names_recipe = Recipe.of("detect", {"classes": names}, summary="the model's class names")
+    run_files = {}
+    if save_coco is not None:
+        run_files[save_coco] = run_recipe
+    if out is not None and save_txt:
+        run_files[out / "classes.txt"] = names_recipe
+    if out is not None and evaluation is not None:
+        run_files.update({out / name: run_recipe for name in EVALUATION_FILES})
+    _check_run_files(run_files, overwrite)
     summary = _run(items, loaded, options, evaluation, save_coco, run_recipe, torch_device, output)
     if out is not None and save_txt:
         from cnntool.data.writers import atomic_write_text
 
-        atomic_write_text(extra_files["classes"], "".join(f"{name}\n" for name in names), recipe=run_recipe)
+        atomic_write_text(out / "classes.txt", "".join(f"{name}\n" for name in names), recipe=names_recipe)
     if evaluation is not None:
         summary = _finish_evaluation(evaluation, summary, out, conf, run_recipe, output)
     output.close()
@@ -165,28 +189,18 @@ def _load_truth(path: Path):
     return load_boxes(path, check_files=False)
 
 
-def _check_extra_files(out: Path | None, save_coco: Path | None, save_txt: bool, evaluate: bool, made_by,
-                       overwrite: bool) -> dict[str, Path]:
-    """Files of the whole run (not of one input): refused before any work when they exist made
-    otherwise, unless --overwrite; made by the same options, they are written again."""
+def _check_run_files(files: dict, overwrite: bool) -> None:
+    """Files of the whole run (not of one input), ``{path: recipe}``: refused before any work
+    when they exist made otherwise, unless --overwrite; made the same way, they are written again."""
     from cnntool.data.writers import should_skip
     from cnntool.errors import InputError
-    from cnntool.infer.detect import EVALUATION_FILES
 
-    files: dict[str, Path] = {}
-    if save_coco is not None:
-        files["coco"] = save_coco
-    if out is not None and save_txt:
-        files["classes"] = out / "classes.txt"
-    if out is not None and evaluate:
-        files.update({name: out / name for name in EVALUATION_FILES})
-    for path in files.values():
+    for path, made_by in files.items():
         try:
             should_skip(path, made_by, overwrite=overwrite)
         except InputError as exc:
             raise UsageError(str(exc).replace("; --overwrite replaces it", ""),
                              hint="add --overwrite to replace it, or choose another path") from None
-    return files
 
 
 def _run(items, loaded, options, evaluation, save_coco: Path | None, run_recipe, device, output) -> dict:
@@ -222,8 +236,6 @@ def _run(items, loaded, options, evaluation, save_coco: Path | None, run_recipe,
 
 
 def _finish_evaluation(evaluation, counts: dict, out: Path | None, conf: float, made_by, output) -> dict:
-    from cnntool.infer.detect import evaluation_lines
-
     if not len(evaluation.evaluator):
         output.warn(f"no input matched an image of the ground truth ({len(evaluation.unmatched)} unmatched, e.g. "
                     f"{evaluation.unmatched[0] if evaluation.unmatched else 'none'}): nothing was evaluated")
@@ -253,3 +265,25 @@ def _write_evaluation(summary: dict, report, matrix, out: Path, conf: float, mad
     plot_detection_confusion(matrix, report.classes, out / "confusion.png", score_threshold=conf)
     record_output(out / "confusion.png", made_by)
     output.debug(f"wrote {out / 'evaluation.json'}, {out / 'pr_curve.png'}, {out / 'confusion.png'}")
+
+
+def evaluation_lines(summary: dict) -> list[str]:
+    """The evaluation as text for stderr: mAP and a per-class table.
+
+    Examples
+    --------
+    >>> evaluation_lines({"map": 0.5, "map50": 0.75, "map75": 0.5, "evaluated": 2, "per_class": []})[0]
+    'mAP@[.5:.95] 0.5000  mAP@.5 0.7500  mAP@.75 0.5000  over 2 images'
+    """
+    def shown(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [f"mAP@[.5:.95] {shown(summary['map'])}  mAP@.5 {shown(summary['map50'])}  "
+             f"mAP@.75 {shown(summary['map75'])}  over {summary['evaluated']} images"]
+    rows = [("class", "AP", "AP50", "AP75", "recall", "objects", "scored")]  # scored: the detections ranked
+    rows += [(r["class"], shown(r["ap"]), shown(r["ap50"]), shown(r["ap75"]), shown(r["recall"]), str(r["objects"]),
+              str(r["detections"])) for r in summary["per_class"]]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    lines += ["  ".join(v.rjust(w) if k else v.ljust(w) for k, (v, w) in enumerate(zip(row, widths))).rstrip()
+              for row in rows]
+    return lines

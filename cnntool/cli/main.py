@@ -18,6 +18,7 @@ from cnntool.errors import EXIT_FAILURES, CnnToolError
 
 from cnntool.cli._help import Command
 from cnntool.cli import audit as audit_cmd
+from cnntool.cli import detect as detect_cmd
 from cnntool.cli import doctor as doctor_cmd
 from cnntool.cli import export as export_cmd
 from cnntool.cli import explain as explain_cmd
@@ -134,6 +135,7 @@ command(app, "train", train_cmd.train_command, "Train a classifier, detector, se
 command(app, "finetune", train_cmd.finetune_command, "Fine-tune a pretrained model or a checkpoint on new classes")
 command(app, "predict", predict_cmd.predict_command, "Classify images (top-k), evaluate against labelled folders")
 command(app, "explain", explain_cmd.explain_command, "Grad-CAM and relatives, feature maps, kernels, maximisation")
+command(app, "detect", detect_cmd.detect_command, "Boxes, labels and scores per image; mAP against COCO or YOLO labels")
 command(app, "export", export_cmd.export_command, "Export a model to ONNX or TorchScript, checked against PyTorch")
 command(app, "doctor", doctor_cmd.doctor_command, "Versions, devices, caches: what to paste into a bug report",
         needs_args=False)

@@ -47,7 +47,8 @@ class AugmentConfig:
     crop_ratio : tuple of float
         Aspect ratio range of the random crop (log-uniform).
     hflip, vflip : bool
-        Mirror left-right / top-bottom with probability 0.5.
+        Mirror left-right / top-bottom with probability 0.5. ``hflip`` None means the task's
+        default: off for classification, on for detection.
     brightness, contrast, saturation : float
         Colour jitter: multiply by a factor in [1 - v, 1 + v] (saturation only for RGB).
     policy : {"none", "randaugment", "trivialaugment"}
@@ -58,7 +59,7 @@ class AugmentConfig:
 
     Examples
     --------
-    >>> AugmentConfig().hflip
+    >>> bool(AugmentConfig().hflip)
     False
     """
 
@@ -68,7 +69,7 @@ class AugmentConfig:
     shear: float = 5.0                       # degrees
     crop_scale: tuple[float, float] | None = None   # e.g. (0.08, 1.0) for ImageNet-sized photos
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: bool = False                      # off: many classes (digits, text) are not mirror-invariant
+    hflip: bool | None = None                # None: the task's default (off for classification: digits and text are not mirror-invariant)
     vflip: bool = False
     brightness: float = 0.0
     contrast: float = 0.0
@@ -143,7 +144,7 @@ class TrainTransform:
             rng.uniform(1 - a.zoom, 1 + a.zoom, n),
             rng.uniform(-a.shift, a.shift, n),
             rng.uniform(-a.shift, a.shift, n),
-            (rng.random(n) < 0.5) & a.hflip,
+            (rng.random(n) < 0.5) & bool(a.hflip),
             (rng.random(n) < 0.5) & a.vflip,
             rng.uniform(1 - a.brightness, 1 + a.brightness, n),
             rng.uniform(1 - a.contrast, 1 + a.contrast, n),

@@ -191,9 +191,16 @@ class TrainConfig:
         recipe) fill ``None`` fields first (``{"optimizer": "adamw", "lr": 2e-3, "epochs": 40}``).
         """
         cfg = dataclasses.replace(self, aug=dataclasses.replace(self.aug))
+        aug: dict = {}
         for name, value in (defaults or {}).items():
-            if getattr(cfg, name) is None:
+            if name not in FIELD_NAMES:  # a task may default augmentation too
+                if getattr(cfg.aug, name) is None:
+                    aug[name] = value
+            elif getattr(cfg, name) is None:
                 setattr(cfg, name, value)
+        if cfg.aug.hflip is None:
+            aug.setdefault("hflip", False)
+        cfg.aug = dataclasses.replace(cfg.aug, **aug)
         if cfg.optimizer is None:
             cfg.optimizer = "sgd"
         if cfg.batch_size is None:

@@ -396,8 +396,9 @@ def _fit(run: _Run, messages, on_epoch, started: float) -> dict:
     stopped_early = False
     evaluator = task.evaluator(run.data, cfg)
     for epoch in range(run.start_epoch, cfg.epochs):
-        if hasattr(run.train_loader.sampler, "set_epoch"):
-            run.train_loader.sampler.set_epoch(epoch)
+        for sampler in (run.train_loader.sampler, run.train_loader.batch_sampler):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
         if hasattr(run.data.train, "set_epoch"):
             run.data.train.set_epoch(epoch)
         bar = messages.bar(len(run.train_loader), f"epoch {epoch + 1}/{cfg.epochs}") if (

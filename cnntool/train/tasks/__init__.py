@@ -37,6 +37,7 @@ from cnntool.models.tasks import TASKS, canonical_task
 #: Where each task's plug-in lives (imported on first use).
 PLUGINS = {
     "classification": "cnntool.train.tasks.classify:ClassifyTask",
+    "detection": "cnntool.train.tasks.detect:DetectTask",
 }
 
 

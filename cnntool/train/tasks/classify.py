@@ -109,7 +109,7 @@ class ClassifyTask:
     epoch_fields = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
     default_init = "auto"
     default_arch = None  # no one size fits all: --arch is required
-    recipe: dict = {}    # TrainConfig's defaults are the classification recipe
+    recipe: dict = {"hflip": False}  # otherwise TrainConfig's defaults are the classification recipe
     ignores = ()         # every option applies
 
     def load_data(self, cfg, preprocessing, dist) -> TaskData:
