@@ -27,4 +27,8 @@ cnntool predict samples/digits/val -m "$OUT/digits-lenet5/best.pt" --eval --topk
 step "cnntool explain: Grad-CAM for a few validation digits (overlays in $OUT/explain)"
 cnntool explain 'samples/digits/val/3/0[0-2]*.png' -m "$OUT/digits-lenet5/best.pt" --method gradcam -o "$OUT/explain" --format table
 
+step "cnntool video: optical flow over a bundled pan (the camera moves right, so mean_dx is about -4 px), then Sobel edges"
+cnntool video samples/video/pan.mp4 -o "$OUT/video" --format jsonl | tail -n 2
+cnntool video samples/video/pan.mp4 --task filter -k sobel:axis=magnitude -o "$OUT/video" --format jsonl | tail -n 1
+
 printf '\nDemo outputs are in %s/\n' "$OUT" >&2

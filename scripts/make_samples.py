@@ -10,6 +10,8 @@ Writes:
   a stratified 75/25 split with seed 0.
 - ``samples/audit/``: photo crops with one planted problem each (see ``PLANTED``), for
   ``cnntool audit``.
+- ``samples/video/pan.mp4``: a 4-second pan across four of the photos (320x180, 15 fps, H.264),
+  for ``cnntool video``.
 
 Everything is deterministic: running the script twice gives the same bytes.
 """
@@ -148,9 +150,20 @@ def make_audit(out: Path) -> None:
         "".join(f"{name}\t{what}\n" for name, what in PLANTED.items()), encoding="utf-8")
 
 
+def make_video(out: Path) -> None:
+    """60 frames of a camera panning 4 px a frame across astronaut, coffee, chelsea and rocket."""
+    from cnntool.data.video import write_video
+
+    height = 180
+    photos = [_photo(name) for name in ("astronaut", "coffee", "chelsea", "rocket")]
+    strip = np.concatenate([cv2.resize(p, (height * p.shape[1] // p.shape[0], height), interpolation=cv2.INTER_AREA)
+                            for p in photos], axis=1)
+    write_video(out / "pan.mp4", (strip[:, 4 * i:4 * i + 320] for i in range(60)), fps=15)
+
+
 def main() -> None:
     for name, build in (("photos", make_photos), ("digits", make_digits), ("faces", make_faces),
-                        ("audit", make_audit)):
+                        ("audit", make_audit), ("video", make_video)):
         target = ROOT / name
         shutil.rmtree(target, ignore_errors=True)
         build(target)

@@ -128,13 +128,14 @@ def filter_command(
     from cnntool.filters.batch import OUTPUT_EXTENSIONS, FilterJob, filter_file, plan_outputs
     from cnntool.filters.ops import ConvDefaults, chain_scale, keeps_size, parse_ops
 
-    defaults = ConvDefaults(stride=stride, dilation=dilation, pad=_parse_pad(pad),
-                            border=_choice(border, BORDERS, "--border"), mode=_choice(mode, MODES, "--mode"),
-                            method=_choice(method, METHODS, "--method"))
-    color = _choice(color, COLOR_MODES, "--color")
-    scale = _choice(scale, ("auto", *SCALES), "--scale")
+    defaults = ConvDefaults(stride=stride, dilation=dilation, pad=parse_pad_option(pad),
+                            border=parse_choice(border, BORDERS, "--border"),
+                            mode=parse_choice(mode, MODES, "--mode"),
+                            method=parse_choice(method, METHODS, "--method"))
+    color = parse_choice(color, COLOR_MODES, "--color")
+    scale = parse_choice(scale, ("auto", *SCALES), "--scale")
     if ext is not None:
-        ext = _choice(ext.lower().lstrip("."), OUTPUT_EXTENSIONS, "--ext")
+        ext = parse_choice(ext.lower().lstrip("."), OUTPUT_EXTENSIONS, "--ext")
     ops = tuple(parse_ops(kernel or [], defaults))
     if color == "luminance" and not keeps_size(ops):
         raise UsageError("--color luminance needs ops that keep the image size",
@@ -177,14 +178,17 @@ def _print_op_list(output, explicit_format: str | None) -> int:
     return 0
 
 
-def _choice(value: str, choices, flag: str) -> str:
+def parse_choice(value: str, choices, flag: str) -> str:
+    """``value`` (trimmed, lower-cased) if it is one of ``choices``, else a usage error naming
+    ``flag`` with the closest choices (also ``cnntool video --task filter``'s)."""
     value = value.strip().lower()
     if value not in choices:
         raise UsageError(f"unknown {flag} {value!r}", hint=suggest(value, list(choices), "choose from"))
     return value
 
 
-def _parse_pad(text: str):
+def parse_pad_option(text: str):
+    """``--pad``: same, valid, full, or pixels per side; a usage error otherwise."""
     try:
         return parse_pad(text.strip())
     except ValueError:

@@ -26,6 +26,7 @@ from cnntool.cli import filter as filter_cmd
 from cnntool.cli import models as models_cmd
 from cnntool.cli import predict as predict_cmd
 from cnntool.cli import train as train_cmd
+from cnntool.cli import video as video_cmd
 
 
 def handle_errors(func: Callable) -> Callable:
@@ -139,6 +140,7 @@ command(app, "detect", detect_cmd.detect_command, "Boxes, labels and scores per 
 command(app, "export", export_cmd.export_command, "Export a model to ONNX or TorchScript, checked against PyTorch")
 command(app, "doctor", doctor_cmd.doctor_command, "Versions, devices, caches: what to paste into a bug report",
         needs_args=False)
+command(app, "video", video_cmd.video_command, "Every frame through a stage, clip classification, optical flow")
 
 models_app = typer.Typer(help="The model registry: list, describe, summarise.", no_args_is_help=True)
 command(models_app, "list", models_cmd.list_command, "Every model: task, parameters, input size, weights",

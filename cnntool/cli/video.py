@@ -14,14 +14,19 @@ files under them), globs, ``@list.txt``, ``-``; a folder with no video files und
 directly in it is one video of those images in natural order, at 25 fps.
 
 The task: ``--task``, else the model's: a clip model classifies clips, a classifier classifies
-each frame; without a model, optical flow.
+each frame, a detector detects and a (semantic) segmenter segments each frame; without a model,
+optical flow. A drawn frame that comes out another size than the video's first (a legend placed
+beside a small frame) is fitted into it.
 
 Records (stdout), by task:
 
-- ``classify``, ``explain``, ``filter``: one per frame, with ``path`` (the video), ``frame`` (its
-  index in the source), ``time`` (seconds) and the stage's fields (``label``, ``score``,
-  ``topk`` as ``cnntool predict``; ``class``, ``score``, ``peak``, ``box`` as ``cnntool explain``;
-  ``ops``, ``output_shape``, ``min``, ``max`` as ``cnntool filter``), then the video's record:
+- ``classify``, ``detect``, ``segment``, ``explain``, ``filter``: one per frame (``detect``: one
+  per detection, or one with ``label`` null for a frame without any), with ``path`` (the video),
+  ``frame`` (its index in the source), ``time`` (seconds) and the stage's fields (``label``,
+  ``score``, ``topk`` as ``cnntool predict``; ``label``, ``class_id``, ``score``, ``box`` as
+  ``cnntool detect``; ``fractions`` as ``cnntool segment``; ``class``, ``score``, ``peak``,
+  ``box`` as ``cnntool explain``; ``ops``, ``output_shape``, ``min``, ``max`` as
+  ``cnntool filter``), then the video's record:
   ``path``, ``task``, ``frames`` (read), ``fps`` (of the output, as a fraction), ``output`` (the
   annotated video with ``-o``, else null), ``skipped``, ``error``.
 - ``flow``: one per pair of consecutive frames: ``frame``, ``next_frame``, ``time``,
@@ -48,54 +53,71 @@ import typer
 
 from cnntool.cli._options import (BatchSize, Device, Format, ImgSize, Model, OutDir, Overwrite, Quiet, Verbose,
                                   Workers, default_workers, make_output)
+from cnntool.cli.detect import Classes, Conf, Iou, MaxDet
 from cnntool.errors import UsageError
+
+FRAMES = "Frames"
+PER_TASK = "Task options"
 
 VideoInputs = Annotated[list[str], typer.Argument(
     help="Video files (.mp4 .mov .mkv .avi .webm ...), folders of them (recursed), a folder of numbered images "
          "(one video), quoted globs, @list.txt, or - for paths on stdin.", show_default=False)]
 Task = Annotated[Optional[str], typer.Option(
-    "--task", help="classify | explain | filter (each frame, and an annotated video with -o) | flow (optical flow "
-                   "between frames) | clip (clip classification over windows) [default: the model's: clip for a "
-                   "video model, classify for a classifier; flow without -m].", show_default=False)]
+    "--task", metavar="TASK",
+    help="classify | detect | segment | explain | filter (each frame; an annotated video with -o) | flow "
+         "(optical flow between frames) | clip (clip classification over windows) [default: the model's: clip "
+         "for a video model, classify, detect or segment for an image model; flow without -m].",
+    show_default=False)]
 Method = Annotated[Optional[str], typer.Option(
     "--method", help="explain: gradcam | gradcam++ | xgradcam | hirescam | layercam | scorecam | eigencam | cam "
-                     "[gradcam]; flow: dis | farneback | raft [dis; raft with -m raft_small or raft_large].",
-    show_default=False)]
-Layer = Annotated[Optional[str], typer.Option("--layer", help="explain: target layer [default: the model's cam_layer].",
-                                              show_default=False)]
-Target = Annotated[Optional[str], typer.Option("--target", help="explain: class to explain, by name or index "
-                                                                "[default: each frame's predicted class].",
-                                               show_default=False)]
-TopK = Annotated[int, typer.Option("--topk", min=1, help="classify, clip: classes listed per record.")]
-Threshold = Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0,
-                                                    help="classify, clip: answer 'unknown' under this top probability.",
-                                                    show_default=False)]
+                     "(gradcam if not given); flow: dis | farneback | raft (dis if not given; raft with -m "
+                     "raft_small or raft_large).", show_default=False)]
+Stride = Annotated[int, typer.Option("--stride", min=1, rich_help_panel=FRAMES,
+                                     help="Read every Nth frame; the output plays at the source fps / N, so it lasts "
+                                          "as long as the source.")]
+Start = Annotated[float, typer.Option("--start", min=0.0, rich_help_panel=FRAMES,
+                                      help="Seconds: start at the first frame at or after this.")]
+End = Annotated[Optional[float], typer.Option("--end", rich_help_panel=FRAMES, show_default=False,
+                                              help="Seconds: stop before the first frame at or after this.")]
+MaxFrames = Annotated[Optional[int], typer.Option("--max-frames", min=1, rich_help_panel=FRAMES, show_default=False,
+                                                  help="Stop after this many frames (counted after --stride).")]
+TopK = Annotated[int, typer.Option("--topk", min=1, rich_help_panel=PER_TASK,
+                                   help="classify, clip: classes listed per record.")]
+Threshold = Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, rich_help_panel=PER_TASK,
+                                                    show_default=False,
+                                                    help="classify, clip: answer 'unknown' under this top "
+                                                         "probability.")]
+Window = Annotated[Optional[int], typer.Option("--window", min=1, rich_help_panel=PER_TASK, show_default=False,
+                                               help="clip: frames per window [default: the model's clip length x "
+                                                    "its frame stride].")]
+WindowStride = Annotated[Optional[int], typer.Option("--window-stride", min=1, rich_help_panel=PER_TASK,
+                                                     show_default=False,
+                                                     help="clip: frames between window starts [default: the "
+                                                          "window].")]
+Layer = Annotated[Optional[str], typer.Option("--layer", rich_help_panel=PER_TASK, show_default=False,
+                                              help="explain: target layer [default: the model's cam_layer].")]
+Target = Annotated[Optional[str], typer.Option("--target", rich_help_panel=PER_TASK, show_default=False,
+                                               help="explain: class to explain, by name or index [default: each "
+                                                    "frame's predicted class].")]
 Kernel = Annotated[Optional[list[str]], typer.Option(
-    "--kernel", "-k", metavar="NAME[:KEY=VALUE...]",
+    "--kernel", "-k", metavar="NAME[:KEY=VALUE...]", rich_help_panel=PER_TASK, show_default=False,
     help="filter: op to apply to every frame; repeat to chain (the syntax of `cnntool filter -k`, see "
-         "`cnntool filter --list`).", show_default=False)]
-Pad = Annotated[str, typer.Option("--pad", help="filter: same | valid | full | N pixels each side.")]
-Border = Annotated[str, typer.Option("--border", help="filter: what the padding holds (as `cnntool filter`).")]
-Color = Annotated[str, typer.Option("--color", help="filter: channels | gray | luminance (as `cnntool filter`).")]
-Scale = Annotated[str, typer.Option("--scale", help="filter: how results become 8-bit frames: auto | clip | abs | "
-                                                    "minmax | offset.")]
-Window = Annotated[Optional[int], typer.Option("--window", min=1, help="clip: frames per window [default: the "
-                                                                       "model's clip length x its frame stride].",
-                                               show_default=False)]
-WindowStride = Annotated[Optional[int], typer.Option("--window-stride", min=1,
-                                                     help="clip: frames between window starts [default: the window].",
-                                                     show_default=False)]
-Stride = Annotated[int, typer.Option("--stride", min=1, help="Read every Nth frame; the output plays at the source "
-                                                             "fps / N, so it lasts as long as the source.")]
-Start = Annotated[float, typer.Option("--start", min=0.0, help="Seconds: start at the first frame at or after this.")]
-End = Annotated[Optional[float], typer.Option("--end", help="Seconds: stop before the first frame at or after this.",
-                                              show_default=False)]
-MaxFrames = Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after this many frames (after "
-                                                                             "--stride).", show_default=False)]
+         "`cnntool filter --list`).")]
+Pad = Annotated[str, typer.Option("--pad", rich_help_panel=PER_TASK,
+                                  help="filter: same | valid | full | N pixels each side.")]
+Border = Annotated[str, typer.Option("--border", rich_help_panel=PER_TASK,
+                                     help="filter: what the padding holds (as `cnntool filter`).")]
+Color = Annotated[str, typer.Option("--color", rich_help_panel=PER_TASK,
+                                    help="filter: channels | gray | luminance (as `cnntool filter`).")]
+Scale = Annotated[str, typer.Option("--scale", rich_help_panel=PER_TASK,
+                                    help="filter: how results become 8-bit frames: auto | clip | abs | minmax | "
+                                         "offset.")]
 
 #: The options (parameter names) each task uses besides the reader's and the output's.
 TASK_OPTIONS = {
     "classify": {"topk", "threshold", "batch_size", "imgsz"},
+    "detect": {"conf", "iou", "classes", "max_det", "batch_size", "imgsz"},
+    "segment": {"batch_size", "imgsz"},
     "explain": {"method", "layer", "target", "batch_size", "imgsz"},
     "filter": {"kernel", "pad", "border", "color", "scale"},
     "flow": {"method"},
@@ -111,25 +133,29 @@ def video_command(
     task: Task = None,
     model: Model = "",
     method: Method = None,
-    layer: Layer = None,
-    target: Target = None,
+    stride: Stride = 1,
+    start: Start = 0.0,
+    end: End = None,
+    max_frames: MaxFrames = None,
     topk: TopK = 5,
     threshold: Threshold = None,
+    window: Window = None,
+    window_stride: WindowStride = None,
+    layer: Layer = None,
+    target: Target = None,
+    conf: Conf = 0.25,
+    iou: Iou = 0.45,
+    classes: Classes = None,
+    max_det: MaxDet = 300,
     kernel: Kernel = None,
     pad: Pad = "same",
     border: Border = "zero",
     color: Color = "channels",
     scale: Scale = "auto",
-    window: Window = None,
-    window_stride: WindowStride = None,
-    stride: Stride = 1,
-    start: Start = 0.0,
-    end: End = None,
-    max_frames: MaxFrames = None,
     out: OutDir = None,
     overwrite: Overwrite = False,
     imgsz: ImgSize = None,
-    batch_size: BatchSize = 16,
+    batch_size: BatchSize = 4,
     workers: Workers = 0,
     device: Device = "auto",
     format: Format = None,
@@ -138,8 +164,8 @@ def video_command(
 ) -> int:
     """Run a stage on every frame of videos, classify clips, or compute optical flow.
 
-    Per frame (classify, explain, filter): one record per frame, and with -o an annotated video
-    OUT/<name>_<task>.mp4 (H.264, plays in browsers) at the source fps / --stride. Clip
+    Per frame (classify, detect, segment, explain, filter): records per frame, and with -o an annotated
+    video OUT/<name>_<task>.mp4 (H.264, plays in browsers) at the source fps / --stride. Clip
     classification (a video model's default): a record per window and a verdict per video.
     Flow (the default without -m): motion per frame pair, with -o the flow arrays and a
     colour-wheel video. Exit 1 when a video (or a frame) failed, 2 for bad options.
@@ -149,6 +175,7 @@ def video_command(
     \b
       cnntool video walk.mp4 -m runs/c3d_small-1            # clip classification, a verdict per video
       cnntool video walk.mp4 -m runs/cats/best.pt -o out/   # classify every frame: out/walk_classify.mp4
+      cnntool video street.mp4 -m fasterrcnn_mobilenet_v3_large_320_fpn:COCO_V1 --classes person -o out/
       cnntool video walk.mp4 -m resnet18:DEFAULT --task explain --stride 5 -o out/
       cnntool video walk.mp4 --task filter -k sobel:axis=magnitude -o out/
       cnntool video walk.mp4 -o flow/                       # optical flow (DIS): arrays and a colour video
@@ -171,10 +198,7 @@ def video_command(
     refuse_unused(ctx, used, what=f"--task {task}")
     if end is not None and end <= start:
         raise UsageError(f"--end {end:g} is not after --start {start:g}")
-    stage = _build_stage(task, model=model, method=method, layer=layer, target=target, topk=topk,
-                         threshold=threshold, kernel=kernel, pad=pad, border=border, color=color, scale=scale,
-                         window=window, window_stride=window_stride, imgsz=imgsz, batch_size=batch_size,
-                         workers=default_workers(workers), device=device, draw=out is not None, output=output)
+    stage = _build_stage(task, ctx.params, workers=default_workers(workers), draw=out is not None, output=output)
     from cnntool.data.sources import require_inputs
     from cnntool.data.video import VIDEO_EXTENSIONS
     from cnntool.data.writers import Recipe, plan_outputs, skipped_message
@@ -220,8 +244,9 @@ class _Stage:
     ``run(samples)`` yields ``(sample, payload)`` per frame (or per pair); ``finish(sample,
     payload, files)`` turns one into ``(records, drawn frame)`` on a worker thread (``files`` says
     where per-frame files go, or None; the frame is None when nothing is drawn: no ``-o``);
-    ``clips(samples)`` replaces both for clip classification (records only). ``options`` is what makes the outputs (the output ledger's
-    recipe); ``prepare`` the per-frame model input, made on the decoding thread.
+    ``clips(samples)`` replaces both for clip classification (records only). ``options`` is what
+    makes the outputs (the output ledger's recipe); ``prepare`` the per-frame model input, made
+    on the decoding thread.
     """
 
     task: str
@@ -234,64 +259,89 @@ class _Stage:
     per_frame_files: bool = False
 
 
-def _build_stage(task: str, *, model: str, method, layer, target, topk, threshold, kernel, pad, border, color,
-                 scale, window, window_stride, imgsz, batch_size, workers, device, draw: bool, output) -> _Stage:
+def _build_stage(task: str, o: dict, *, workers: int, draw: bool, output) -> _Stage:
+    """The task's stage from the command's options ``o`` (checked here: a bad one is a usage error)."""
+    model = o["model"]
     if task == "filter":
         if model:
             raise UsageError("--task filter takes no model", hint="leave out -m")
-        return _filter_stage(kernel, pad=pad, border=border, color=color, scale=scale, draw=draw)
+        return _filter_stage(o, draw=draw)
     if task == "flow":
-        return _flow_stage(model, method, device=device, draw=draw, output=output)
+        return _flow_stage(model, o["method"], device=o["device"], draw=draw, output=output)
     if not model:
         raise UsageError(f"--task {task} needs a model", hint="-m runs/NAME/best.pt, or a registry NAME:WEIGHTS")
-    from cnntool.cli._options import with_imgsz
+    import torch
+
     from cnntool.device import resolve_device
     from cnntool.infer.video import MODEL_TASKS
     from cnntool.models.loading import load, model_identity
 
-    torch_device = resolve_device(device)
-    loaded = with_imgsz(load(model, task=MODEL_TASKS[task], device=str(torch_device)), imgsz)
-    common = {"model": model_identity(model), "preprocessing": loaded.preprocessing.to_dict()}
-    if task == "explain":
-        stage = _explain_stage(loaded, method=method, layer=layer, target=target, batch_size=batch_size,
-                               workers=workers, draw=draw, common=common)
-    elif task == "classify":
-        stage = _classify_stage(loaded, torch_device, topk=topk, threshold=threshold, batch_size=batch_size,
-                                draw=draw, common=common)
+    device = resolve_device(o["device"])
+    torch.manual_seed(0)  # a registry model's random weights are the same on every run (its model_identity)
+    loaded = load(model, task=MODEL_TASKS[task], device=str(device))
+    if task == "detect":
+        stage = _detect_stage(loaded, device, o, draw=draw, model_id=model_identity(model))
     else:
-        stage = _clip_stage(loaded, torch_device, window=window, window_stride=window_stride, topk=topk,
-                            threshold=threshold, batch_size=batch_size, common=common)
+        from cnntool.cli._options import with_imgsz
+
+        loaded = with_imgsz(loaded, o["imgsz"])
+        common = {"model": model_identity(model), "preprocessing": loaded.preprocessing.to_dict()}
+        if task == "explain":
+            stage = _explain_stage(loaded, o, workers=workers, draw=draw, common=common)
+        elif task == "segment":
+            stage = _segment_stage(loaded, device, o, draw=draw, common=common)
+        elif task == "classify":
+            stage = _classify_stage(loaded, device, o, draw=draw, common=common)
+        else:
+            stage = _clip_stage(loaded, device, o, common=common)
     if loaded.random_weights:  # after every usage check: a refusal comes first
         output.warn(f"{model} has random weights (no checkpoint or pretrained weights): its results mean nothing")
     return stage
 
 
-def _classify_stage(loaded, device, *, topk, threshold, batch_size, draw, common) -> _Stage:
+def _classify_stage(loaded, device, o: dict, *, draw: bool, common: dict) -> _Stage:
     from cnntool.infer.predict import predict_records
     from cnntool.infer.video import draw_classification, paired
 
     def run(samples):
-        return paired(samples, lambda s: predict_records(loaded, s, device=device, batch_size=batch_size,
-                                                         topk=topk, threshold=threshold))
+        return paired(samples, lambda s: predict_records(loaded, s, device=device, batch_size=o["batch_size"],
+                                                         topk=o["topk"], threshold=o["threshold"]))
 
     def finish(sample, record, files):
         return [record], draw_classification(sample.image, record) if draw else None
 
-    return _Stage("classify", {**common, "threshold": threshold}, about=common["model"],
+    return _Stage("classify", {**common, "threshold": o["threshold"]}, about=common["model"],
                   prepare=loaded.preprocessing.resize, run=run, finish=finish)
 
 
-def _explain_stage(loaded, *, method, layer, target, batch_size, workers, draw, common) -> _Stage:
+def _segment_stage(loaded, device, o: dict, *, draw: bool, common: dict) -> _Stage:
+    from cnntool.infer.segment import draw_segmentation, segment_samples, segmentation_record
+
+    def run(samples):
+        return segment_samples(loaded, samples, device=device, batch_size=o["batch_size"])
+
+    def finish(sample, segmentation, files):
+        image = None
+        if draw:
+            image = draw_segmentation(sample.image, segmentation) if segmentation is not None else sample.image
+        return [segmentation_record(sample, segmentation)], image
+
+    return _Stage("segment", common, about=common["model"], prepare=loaded.preprocessing.resize, run=run,
+                  finish=finish)
+
+
+def _explain_stage(loaded, o: dict, *, workers: int, draw: bool, common: dict) -> _Stage:
     import numpy as np
 
     from cnntool.infer.cam import CAM_METHODS
     from cnntool.infer.explain import ExplainConfig, Explainer, RunOptions, canonical, explain_samples, render_overlay
 
-    method = canonical(method or "gradcam")
+    method = canonical(o["method"] or "gradcam")
     if method not in CAM_METHODS:
         raise UsageError(f"--method {method} does not explain frames",
                          hint="use a heatmap method (" + ", ".join(CAM_METHODS) + "), or `cnntool explain` for it")
-    explainer = Explainer(loaded, ExplainConfig(method=method, layer=layer, target=target, batch_size=batch_size))
+    explainer = Explainer(loaded, ExplainConfig(method=method, layer=o["layer"], target=o["target"],
+                                                batch_size=o["batch_size"]))
     options = RunOptions(workers=workers, model_id=common["model"])
 
     def drawn(samples):
@@ -313,30 +363,56 @@ def _explain_stage(loaded, *, method, layer, target, batch_size, workers, draw, 
                   about=about, prepare=loaded.preprocessing.resize, run=run, finish=finish)
 
 
-def _clip_stage(loaded, device, *, window, window_stride, topk, threshold, batch_size, common) -> _Stage:
+def _clip_stage(loaded, device, o: dict, *, common: dict) -> _Stage:
     from cnntool.infer.video import classify_clips, frame_preprocessing
 
     def clips(samples):
-        return classify_clips(loaded, samples, device=device, window=window, window_stride=window_stride,
-                              batch_size=batch_size, topk=topk, threshold=threshold)
+        return classify_clips(loaded, samples, device=device, window=o["window"], window_stride=o["window_stride"],
+                              batch_size=o["batch_size"], topk=o["topk"], threshold=o["threshold"])
 
-    return _Stage("clip", {**common, "window": window, "window_stride": window_stride}, about=common["model"],
-                  prepare=frame_preprocessing(loaded.preprocessing).resize, clips=clips)
+    return _Stage("clip", common, about=common["model"], prepare=frame_preprocessing(loaded.preprocessing).resize,
+                  clips=clips)
 
 
-def _filter_stage(kernel, *, pad, border, color, scale, draw) -> _Stage:
+def _detect_stage(loaded, device, o: dict, *, draw: bool, model_id: str) -> _Stage:
+    from cnntool.infer.detect import (class_names, detect_samples, detection_records, draw_detections, input_preparer,
+                                      resolve_classes, set_input_size)
+
+    if o["imgsz"] is not None:
+        from cnntool.cli._options import parse_imgsz
+
+        loaded = set_input_size(loaded, parse_imgsz(o["imgsz"]))
+    wanted = [part.strip() for text in o["classes"] or [] for part in text.split(",") if part.strip()] or None
+    if wanted is not None:
+        resolve_classes(wanted, class_names(loaded))  # an unknown class is a usage error before any work
+    options = {"conf": o["conf"], "iou": o["iou"], "classes": wanted, "max_det": o["max_det"]}
+
+    def run(samples):
+        return detect_samples(loaded, samples, device=device, batch_size=o["batch_size"], **options)
+
+    def finish(sample, detections, files):
+        image = None
+        if draw:
+            image = draw_detections(sample.image, detections) if detections is not None else sample.image
+        return detection_records(sample, detections), image
+
+    return _Stage("detect", {"model": model_id, "preprocessing": loaded.preprocessing.to_dict(), **options},
+                  about=model_id, prepare=input_preparer(loaded), run=run, finish=finish)
+
+
+def _filter_stage(o: dict, *, draw: bool) -> _Stage:
     from cnntool.cli.filter import parse_choice, parse_pad_option
     from cnntool.filters.batch import FilterJob
     from cnntool.filters.names import BORDERS, COLOR_MODES, SCALES
     from cnntool.filters.ops import ConvDefaults, chain_scale, keeps_size, parse_ops, run_ops
     from cnntool.filters.scale import to_uint8
 
-    if not kernel:
+    if not o["kernel"]:
         raise UsageError("--task filter needs ops", hint="-k OP (repeat to chain), e.g. -k gaussian:sigma=2")
-    defaults = ConvDefaults(pad=parse_pad_option(pad), border=parse_choice(border, BORDERS, "--border"))
-    color = parse_choice(color, COLOR_MODES, "--color")
-    scale = parse_choice(scale, ("auto", *SCALES), "--scale")
-    ops = tuple(parse_ops(kernel, defaults))
+    defaults = ConvDefaults(pad=parse_pad_option(o["pad"]), border=parse_choice(o["border"], BORDERS, "--border"))
+    color = parse_choice(o["color"], COLOR_MODES, "--color")
+    scale = parse_choice(o["scale"], ("auto", *SCALES), "--scale")
+    ops = tuple(parse_ops(o["kernel"], defaults))
     if color == "luminance" and not keeps_size(ops):
         raise UsageError("--color luminance needs ops that keep the image size",
                          hint="drop stride/pooling/valid padding, or use --color channels or gray")
@@ -370,7 +446,8 @@ def _flow_stage(model: str, method, *, device, draw, output) -> _Stage:
     loaded = None
     if method == "raft":
         if not model:
-            raise UsageError("--method raft needs a RAFT model", hint="-m raft_small:C_T_V2 or -m raft_large:C_T_SKHT_V2")
+            raise UsageError("--method raft needs a RAFT model",
+                             hint="-m raft_small:C_T_V2 or -m raft_large:C_T_SKHT_V2")
         from cnntool.device import resolve_device
         from cnntool.models.loading import load
 
@@ -471,7 +548,7 @@ class _Run:
         from cnntool.data.video import VideoWriter
         from cnntool.data.writers import record_output
         from cnntool.errors import InputError, one_line
-        from cnntool.infer.video import frame_samples
+        from cnntool.infer.video import fit_frame, frame_samples
 
         base = {"path": item.path, "task": self.stage.task}
         files = None
@@ -499,7 +576,7 @@ class _Run:
                 for record in records:
                     self.output.emit(record)
                 if writer is not None and image is not None:
-                    writer.write(image)
+                    writer.write(image if writer.size is None else fit_frame(image, writer.size[::-1]))
                 bar.update(1, images=1)
             if broken:
                 raise InputError(broken[0])

@@ -171,7 +171,8 @@ class ClipDataset:
         if cache == "auto":
             from cnntool.data.datasets import CACHE_BUDGET_BYTES
 
-            cache = isinstance(probed, InputError) or probed.nbytes * len(paths) <= CACHE_BUDGET_BYTES
+            cache = (probed is None or isinstance(probed, InputError)
+                     or probed.nbytes * len(paths) <= CACHE_BUDGET_BYTES)
         self.cached = bool(cache)
         self._videos: list[np.ndarray] | None = [] if self.cached else None
         self._load(list(paths), list(labels), workers, probed)
@@ -314,6 +315,8 @@ class ClipData:
         ``(path, reason)`` for every video left out.
     split : str
         ``folders`` or ``val_split=F``.
+    sizes : dict
+        Videos indexed per split (``train``, ``val``, ``test``), over every process's shard.
     """
 
     classes: list[str]
@@ -322,11 +325,13 @@ class ClipData:
     test: Any = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     split: str = "folders"
+    sizes: dict = field(default_factory=dict)
 
 
 def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None = None, frame_stride: int = 1,
                    augment=None, windows: int = 1, flow=None, val_split: float = 0.2, seed: int = 0,
-                   cache: bool | str = "auto", workers: int | None = None) -> ClipData:
+                   cache: bool | str = "auto", verify: bool = True, workers: int | None = None, rank: int = 0,
+                   world_size: int = 1) -> ClipData:
     """Index ``root`` and build train/val(/test) :class:`ClipDataset` for a model's input.
 
     Parameters
@@ -347,6 +352,11 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
         Evaluation clips per validation/test video.
     flow : callable, optional
         See :class:`ClipDataset`.
+    cache, verify, workers
+        See :class:`ClipDataset`.
+    rank, world_size : int
+        This process's shard (DDP): it decodes only its own videos
+        (:func:`~cnntool.data.loaders.shard_indices`; training shards padded to equal sizes).
 
     Examples
     --------
@@ -362,6 +372,7 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
     import dataclasses
 
     from cnntool.data.datasets import find_splits, stratified_split
+    from cnntool.data.loaders import shard_indices
     from cnntool.data.transforms import TrainTransform
 
     frames = frames or preprocessing.frames
@@ -383,8 +394,17 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
         train_index, val_index = train_index.subset(train_idx), train_index.subset(val_idx)
         split = f"val_split={val_split:g}"
     test_index = index_video_folder(splits["test"], classes=classes) if "test" in splits else None
+    sizes = {"train": len(train_index), "val": len(val_index)}
+    if test_index is not None:
+        sizes["test"] = len(test_index)
 
-    common = dict(frames=frames, frame_stride=frame_stride, flow=flow, cache=cache, seed=seed, workers=workers)
+    def shard(index, *, train: bool):
+        return index.subset(shard_indices(len(index), rank=rank, world_size=world_size, seed=seed, shuffle=train))
+
+    train_index, val_index = shard(train_index, train=True), shard(val_index, train=False)
+    test_index = shard(test_index, train=False) if test_index is not None else None
+    common = dict(frames=frames, frame_stride=frame_stride, flow=flow, cache=cache, verify=verify, seed=seed,
+                  workers=workers)
     if augment is not None:
         transform = TrainTransform(per_frame, augment)
         train = ClipDataset(train_index.paths, train_index.labels, classes, train=True, prepare=transform.prepare,
@@ -401,9 +421,9 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
     skipped += [*train.skipped, *val.skipped, *(test.skipped if test is not None else [])]
     if len(train) == 0:
         raise DatasetError(f"no readable training videos under {root}")
-    if len(val) == 0:
+    if len(val) == 0 and world_size == 1:
         raise DatasetError(f"no readable validation videos under {root}", hint="add videos to val/, or raise --val-split")
-    return ClipData(classes, train, val, test, skipped, split)
+    return ClipData(classes, train, val, test, skipped, split, sizes)
 
 
 def write_moving_squares(root: str | os.PathLike, *, per_class: int, val_per_class: int | None = None,

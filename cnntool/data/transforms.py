@@ -117,7 +117,10 @@ class TrainTransform:
         image = to_channels(image, channels)
         h, w = image.shape[:2]
         resize_size = self._crop_resize()
-        if resize_size and min(h, w) > resize_size:
+        if isinstance(resize_size, tuple):  # an exact (h, w) before the crop (video models: 128 x 171)
+            if h > resize_size[0] or w > resize_size[1]:
+                image = resize_image(image, (resize_size[1], resize_size[0]))
+        elif resize_size and min(h, w) > resize_size:
             scale = resize_size / min(h, w)
             image = resize_image(image, (max(1, round(w * scale)), max(1, round(h * scale))))
         elif not resize_size and (h > height or w > width):
@@ -126,13 +129,11 @@ class TrainTransform:
             image = image[:, :, None]
         return np.ascontiguousarray(image)
 
-    def _crop_resize(self) -> int | None:
-        """The shorter side before the centre crop (``crop`` policy), else None (stretch)."""
+    def _crop_resize(self) -> int | tuple[int, int] | None:
+        """The shorter side (or the exact (h, w)) before the centre crop (``crop`` policy), else None."""
         p = self.preprocess
         if p.resize_mode != "crop":
             return None
-        if not isinstance(p.resize_size, int):
-            raise ValueError("classification training needs an int resize_size with the crop policy")
         return p.resize_size
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -186,6 +187,9 @@ class TrainTransform:
             left, top = (w - crop_w) * params[12], (h - crop_h) * params[13]
             return _scale_translate(width / crop_w, height / crop_h, -left, -top)
         resize_size = self._crop_resize()
+        if isinstance(resize_size, tuple):
+            sw, sh = max(width, resize_size[1]), max(height, resize_size[0])
+            return _scale_translate(sw / w, sh / h, 0.0, 0.0, post=(-((sw - width) // 2), -((sh - height) // 2)))
         if resize_size:
             scale = resize_size / min(h, w)
             sw, sh = max(width, round(w * scale)), max(height, round(h * scale))

@@ -438,7 +438,9 @@ def explain_samples(samples, explainer: Explainer, options: RunOptions):
     """``(sample, record)`` for every pixel sample (image files or video frames), in order.
 
     A sample's ``extra["files"]`` names its output files (``{"overlay": path, "heatmap": path}``);
-    none are written without it. Heatmaps are computed at the sample's drawing size (at most
+    none are written without it. A sample whose ``extra["draw"]`` is true gets its overlay (uint8
+    RGB, as the overlay file would hold it) in ``extra["overlay"]``: video frames are drawn into
+    a video, not written as files. Heatmaps are computed at the sample's drawing size (at most
     :data:`~cnntool.data.pixels.MAX_DRAW_SIDE` on the longer side); ``peak`` and ``box`` are in
     the original image's pixels.
     """
@@ -545,13 +547,17 @@ def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, m
         record["peak"] = None if peak is None else [min(w - 1, int(v / scale)) for v in peak]
         record["box"] = None if box is None else [min(w, round(box[0] / scale)), min(h, round(box[1] / scale)),
                                                   min(w, round(box[2] / scale)), min(h, round(box[3] / scale))]
+        draw = bool(sample.extra.get("draw"))
+        overlay = (render_overlay(sample.image, heat, f"{name} {score:.2f}", seen=geometry[1])
+                   if files or draw else None)
         if files:
             for path in files.values():
                 check_not_input(path, sample.path)
             ledger = {"recipe": made_by, "source": sample.path if sample.frame is None else None}
-            write_image(files["overlay"], render_overlay(sample.image, heat, f"{name} {score:.2f}", seen=geometry[1]),
-                        **ledger)
+            write_image(files["overlay"], overlay, **ledger)
             write_npy(files["heatmap"], heat, **ledger)
+        if draw:
+            sample.extra["overlay"] = overlay
     except InputError as exc:
         return {"path": sample.path, **_where(sample), "method": explainer.method, "error": str(exc)}
     except Exception as exc:  # whatever goes wrong with one input is that input's error record
