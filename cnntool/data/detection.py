@@ -148,6 +148,10 @@ class DetectionDataset:
         Decode threads.
     max_pixels : int, optional
         Passed to :func:`~cnntool.data.decode.decode_image`.
+    masks : bool
+        Targets also hold each object's mask (``masks``: uint8 (N, H, W)), from the COCO
+        ``segmentation`` (polygons or RLE), for instance segmentation (Mask R-CNN); augmentation
+        moves them with the pixels. An object without a segmentation gets its box as the mask.
 
     Attributes
     ----------
@@ -161,9 +165,10 @@ class DetectionDataset:
 
     def __init__(self, data: BoxDataset, *, augment: DetectionAugment | None = None, channels: int = 3,
                  cache: bool | str = "auto", seed: int = 0, workers: int = DEFAULT_DECODE_WORKERS,
-                 max_pixels: int | None = None):
+                 max_pixels: int | None = None, masks: bool = False):
         from cnntool.data.loaders import thread_map
 
+        self.masks = masks
         self.classes = list(data.classes)
         self.category_ids = list(data.category_ids)
         self.augment = augment if augment is not None and augment.active else None
@@ -225,9 +230,12 @@ class DetectionDataset:
 
         im = self.images[index]
         keep = im.iscrowd == 0
-        return {"boxes": torch.as_tensor(im.boxes[keep], dtype=torch.float32).reshape(-1, 4),
-                "labels": torch.as_tensor(to_model_labels(im.labels[keep]), dtype=torch.int64),
-                "image_id": int(im.image_id)}
+        target = {"boxes": torch.as_tensor(im.boxes[keep], dtype=torch.float32).reshape(-1, 4),
+                  "labels": torch.as_tensor(to_model_labels(im.labels[keep]), dtype=torch.int64),
+                  "image_id": int(im.image_id)}
+        if self.masks:
+            target["masks"] = torch.from_numpy(object_masks(im)[keep])
+        return target
 
     def __getitem__(self, index: int):
         import torch
@@ -248,6 +256,8 @@ class DetectionDataset:
         main, crop = self._transforms
         boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
         sample = {"image": tv_tensors.Image(image), "boxes": boxes, "labels": target["labels"]}
+        if "masks" in target:
+            sample["masks"] = tv_tensors.Mask(target["masks"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]))
             if main is not None:
@@ -255,9 +265,38 @@ class DetectionDataset:
             if crop is not None and len(sample["boxes"]):
                 sample = crop(sample)
             sample = v2.SanitizeBoundingBoxes()(sample)
-        return (sample["image"].as_subclass(torch.Tensor),
-                {"boxes": sample["boxes"].as_subclass(torch.Tensor).float(), "labels": sample["labels"],
-                 "image_id": target["image_id"]})
+        augmented = {"boxes": sample["boxes"].as_subclass(torch.Tensor).float(), "labels": sample["labels"],
+                     "image_id": target["image_id"]}
+        if "masks" in sample:
+            augmented["masks"] = sample["masks"].as_subclass(torch.Tensor)
+        return sample["image"].as_subclass(torch.Tensor), augmented
+
+
+def object_masks(im) -> np.ndarray:
+    """uint8 (N, H, W) masks of an image's objects from its COCO ``segmentation`` (polygons or
+    RLE, via pycocotools); an object without one gets its box.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> im = SimpleNamespace(width=6, height=4, boxes=np.array([[1.0, 1.0, 3.0, 3.0]]), segmentation=None)
+    >>> object_masks(im)[0].sum()
+    4
+    """
+    from cnntool.data.boxes import to_rle
+
+    n = len(im.boxes)
+    out = np.zeros((n, im.height, im.width), np.uint8)
+    segmentations = im.segmentation if im.segmentation is not None else [None] * n
+    for i, (box, seg) in enumerate(zip(im.boxes, segmentations)):
+        if seg:
+            from pycocotools import mask as mask_utils
+
+            out[i] = mask_utils.decode(to_rle(seg, im.height, im.width))
+        else:
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            out[i, y1:y2, x1:x2] = 1
+    return out
 
 
 def split_boxes(data: BoxDataset, *, val_fraction: float, seed: int = 0) -> tuple[BoxDataset, BoxDataset]:

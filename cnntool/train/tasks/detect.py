@@ -77,7 +77,7 @@ def detection_augment(cfg):
 
 def load_detection_data(root: str, *, channels: int = 3, augment=None, val_split: float = 0.2, seed: int = 0,
                         cache: str | bool = "auto", max_pixels: int | None = None, rank: int = 0,
-                        world_size: int = 1) -> TaskData:
+                        world_size: int = 1, masks: bool = False) -> TaskData:
     """The train/val(/test) detection datasets of ``root``, this process's shard of each.
 
     Parameters
@@ -92,6 +92,8 @@ def load_detection_data(root: str, *, channels: int = 3, augment=None, val_split
     cache : bool or "auto" or "on"/"off"
     rank, world_size : int
         This process's shard (DDP): it decodes only its own images.
+    masks : bool
+        Targets carry instance masks (COCO polygons or RLE), for Mask R-CNN.
 
     Examples
     --------
@@ -133,7 +135,7 @@ def load_detection_data(root: str, *, channels: int = 3, augment=None, val_split
         if not len(shard):
             return _EmptyDetection(boxes.classes)
         ds = DetectionDataset(boxes.subset(shard), augment=augment if training else None, channels=channels,
-                              cache=cache, seed=seed, max_pixels=max_pixels)
+                              cache=cache, seed=seed, max_pixels=max_pixels, masks=masks)
         skipped.extend(ds.skipped)
         return ds
 
@@ -188,7 +190,7 @@ class DetectTask:
     name = "detection"
     best = ("val_map50", "max")
     tie = ("val_map", "max")
-    epoch_fields = ("train_loss", "val_map50", "val_map", "val_map75", "val_mar100")
+    epoch_fields = ("train_loss", "val_map50", "val_map", "val_map75", "val_mar100", "val_mask_map")
     default_init = "torch"      # the builder's own: FCOS/RetinaNet priors, Faster R-CNN's heads
     default_arch = "tiny_fcos"
     recipe: dict = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "epochs": 8, "batch_size": 16,
@@ -197,9 +199,11 @@ class DetectTask:
                "crop_ratio", "vflip", "policy", "erasing", "imgsz", "verify")
 
     def load_data(self, cfg, preprocessing, dist) -> TaskData:
+        self.masks = instance_masks(cfg)
         return load_detection_data(cfg.data, channels=preprocessing.channels, augment=detection_augment(cfg),
                                    val_split=cfg.val_split, seed=cfg.seed, cache=cfg.cache,
-                                   max_pixels=cfg.max_pixels, rank=dist.rank, world_size=dist.world_size)
+                                   max_pixels=cfg.max_pixels, rank=dist.rank, world_size=dist.world_size,
+                                   masks=self.masks)
 
     def batch_sampler(self, dataset, cfg):
         """Training batches of images of similar aspect ratio, reshuffled every epoch."""
@@ -214,8 +218,7 @@ class DetectTask:
         def step(model, batch, settings):
             images, targets = batch
             x = settings.inputs(images)
-            y = [{"boxes": settings.to_device(t["boxes"]), "labels": settings.to_device(t["labels"])}
-                 for t in targets]
+            y = [{k: settings.to_device(t[k]) for k in ("boxes", "labels", "masks") if k in t} for t in targets]
             losses = model(x, y)
             loss = sum(losses.values())
             n = len(images)
@@ -226,7 +229,7 @@ class DetectTask:
         return step
 
     def evaluator(self, data: TaskData, cfg) -> "DetectEvaluator":
-        return DetectEvaluator(data.classes)
+        return DetectEvaluator(data.classes, masks=getattr(self, "masks", False))
 
     def epoch_metrics(self, sums: dict) -> dict:
         count = max(1.0, sums.get("count", 0.0))
@@ -270,17 +273,35 @@ def report_from_result(result: dict, classes):
                            images=int(result.get("images") or 0))
 
 
-class DetectEvaluator:
-    """COCO mAP of a validation pass (pycocotools), every process's images gathered first."""
+def instance_masks(cfg) -> bool:
+    """Whether the run trains an instance-segmentation model (Mask R-CNN: a mask head)."""
+    from cnntool.models.registry import get_entry, is_checkpoint_spec
 
-    def __init__(self, classes):
+    spec = cfg.init_from if cfg.finetuning else (cfg.arch or DetectTask.default_arch)
+    if is_checkpoint_spec(spec):
+        from cnntool.models.checkpoint import load_checkpoint
+        from cnntool.models.loading import resolve_checkpoint_path
+
+        spec = load_checkpoint(resolve_checkpoint_path(spec))["arch"]
+    entry = get_entry(spec.partition(":")[0])
+    return any(h.endswith("mask_predictor") for h in entry.extra_heads)
+
+
+class DetectEvaluator:
+    """COCO mAP of a validation pass (pycocotools), every process's images gathered first; for
+    instance models also the mask mAP (``mask_map``, ``mask_map50``)."""
+
+    def __init__(self, classes, *, masks: bool = False):
         from cnntool.metrics.detection import DetectionEvaluator
 
         self.classes = list(classes)
         self.coco = DetectionEvaluator(self.classes, model_labels=True)
+        self.segm = DetectionEvaluator(self.classes, iou_type="segm", model_labels=True) if masks else None
 
     def reset(self) -> None:
         self.coco.reset()
+        if self.segm is not None:
+            self.segm.reset()
 
     def update(self, model, batch, settings) -> None:
         images, targets = batch
@@ -289,6 +310,9 @@ class DetectEvaluator:
         predictions = [{k: v.float() if k != "labels" else v for k, v in out.items() if k in
                         ("boxes", "scores", "labels")} for out in outputs]
         self.coco.update(predictions, targets)
+        if self.segm is not None:
+            with_masks = [{**p, "masks": (out["masks"][:, 0] > 0.5).cpu().numpy()} for p, out in zip(predictions, outputs)]
+            self.segm.update(with_masks, [{**t, "masks": t["masks"].numpy().astype(bool)} for t in targets])
 
     def compute(self, dist=None) -> dict:
         self.coco.gather()
@@ -296,6 +320,10 @@ class DetectEvaluator:
             return {"map": None, "map50": None, "map75": None, "images": 0}
         report = self.coco.compute()
         result = {k: v for k, v in report.to_dict().items() if k not in ("iou_type", "max_detections")}
+        if self.segm is not None:
+            self.segm.gather()
+            masks = self.segm.compute()
+            result.update({"mask_map": masks.map, "mask_map50": masks.map50})
         result.update({"precision": report.precision, "iou_thresholds": report.iou_thresholds,
                        "recall_thresholds": report.recall_thresholds,
                        "confusion": self.coco.confusion_matrix()})
