@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 import typer
 
 from cnntool.cli._options import Format, Quiet, Verbose, make_output
-from cnntool.errors import UsageError
 
 Spec = Annotated[
     str,
