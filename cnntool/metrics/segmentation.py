@@ -49,8 +49,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-#: Label of pixels that are not scored (in true masks) and not trained on.
-IGNORE_INDEX = 255
+from cnntool.data.masks import IGNORE_INDEX  # pixels not scored (in true masks) and not trained on
 
 
 def confusion_matrix(true, pred, *, num_classes: int, ignore_index: int | None = IGNORE_INDEX) -> np.ndarray:
@@ -386,6 +385,20 @@ def masks_to_rle(masks) -> list[dict]:
     return out
 
 
+def masks_from_labels(labels) -> np.ndarray:
+    """One bool mask per region of a label image (0 background, 1..N regions): (N, H, W),
+    mask ``i`` for label ``i + 1``, so that classical regions can be written as COCO RLE.
+
+    Examples
+    --------
+    >>> masks_from_labels(np.array([[0, 1, 2, 2]])).astype(int).tolist()
+    [[[0, 1, 0, 0]], [[0, 0, 1, 1]]]
+    """
+    labels = np.asarray(labels)
+    count = int(labels.max()) if labels.size else 0
+    return labels[None] == np.arange(1, count + 1).reshape(-1, *([1] * labels.ndim))
+
+
 def rle_to_masks(rles: Sequence[dict]) -> np.ndarray:
     """COCO RLEs (compressed, ``counts`` str or bytes) back to bool masks (N, H, W)."""
     from pycocotools import mask as mask_utils
@@ -459,6 +472,6 @@ def coco_segm_results(image_id: int, masks, labels: Sequence[int], scores: Seque
 
 __all__ = [
     "IGNORE_INDEX", "SegmentationMetrics", "all_reduce_confusion", "class_accuracy", "coco_segm_results",
-    "confusion_matrix", "dice_per_class", "iou_per_class", "masks_to_rle", "mean_dice", "mean_iou",
+    "confusion_matrix", "dice_per_class", "iou_per_class", "masks_from_labels", "masks_to_rle", "mean_dice", "mean_iou",
     "pixel_accuracy", "present_classes", "rle_area", "rle_to_masks", "segmentation_report", "sum_confusion",
 ]

@@ -83,3 +83,11 @@ register(ModelEntry(
     first_conv="backbone.body.stem.0.0", reference_params=1_511_408,
     description="Tiny FCOS (1.5M parameters, BatchNorm): anchor-free detector that trains from scratch on a CPU",
 ))
+
+register(ModelEntry(
+    name="unet", task="segmentation", builder="cnntool.models.unet:unet", family="unet",
+    preprocessing=half((3, 128, 128)), num_classes=4, head="head", cam_layer="decoders.2",
+    first_conv="encoders.0.0", reference_params=482_788,
+    description="U-Net (2015) as the lectures draw it: conv blocks down, transposed convolutions up, skips "
+                "(--arch-arg depth=4 width=32 for a bigger one)",
+))

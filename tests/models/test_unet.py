@@ -39,7 +39,7 @@ def test_structure_is_the_lectures_unet():
     assert [d[0].in_channels for d in model.decoders] == [128, 64, 32, 16]
     assert isinstance(model.head, nn.Conv2d) and model.head.kernel_size == (1, 1)
     assert model.encoders[0][0].in_channels == 1
-    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 1  # one pool, used depth times
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 4  # one per level
 
 
 def test_parameter_counts_and_default_size():
@@ -79,17 +79,21 @@ def test_a_small_unet_learns_synthetic_shapes():
     x_train, y_train = make(64, 1)
     x_val, y_val = make(16, 2)
     model = unet(num_classes=4, depth=2, width=8)
+    epochs = 40
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _epoch in range(15):
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=epochs * 8, pct_start=0.2)
+    for _epoch in range(epochs):
         model.train()
         for i in range(0, 64, 8):
             loss = nn.functional.cross_entropy(model(x_train[i:i + 8]), y_train[i:i + 8], ignore_index=255)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
     model.eval()
     metrics = SegmentationMetrics(4)
     with torch.no_grad():
         metrics.update(y_val, model(x_val))
-    # an untrained net (or one predicting background everywhere) scores about 0.2
-    assert metrics.compute()["miou"] > 0.6
+    # untrained: about 0.1; objects found but shapes not told apart: about 0.4 (measured 0.81 with
+    # two threads, 0.89 with one: CPU kernels sum in a thread-dependent order)
+    assert metrics.compute()["miou"] > 0.7
