@@ -334,7 +334,8 @@ def _explain_stage(loaded, o: dict, *, workers: int, draw: bool, common: dict) -
     import numpy as np
 
     from cnntool.infer.cam import CAM_METHODS
-    from cnntool.infer.explain import ExplainConfig, Explainer, RunOptions, canonical, explain_samples, render_overlay
+    from cnntool.data.draw import overlay_heatmap
+    from cnntool.infer.explain import ExplainConfig, Explainer, RunOptions, canonical, explain_samples
 
     method = canonical(o["method"] or "gradcam")
     if method not in CAM_METHODS:
@@ -355,7 +356,7 @@ def _explain_stage(loaded, o: dict, *, workers: int, draw: bool, common: dict) -
     def finish(sample, record, files):
         overlay = sample.extra.pop("overlay", None)
         if draw and overlay is None:  # the frame failed: shown without a heatmap, so the video keeps it
-            overlay = render_overlay(sample.image, np.zeros(sample.image.shape[:2], np.float32), "error")
+            overlay = overlay_heatmap(sample.image, np.zeros(sample.image.shape[:2], np.float32), text="error")
         return [record], overlay
 
     about = f"{method} of {common['model']} at {explainer.layer}"

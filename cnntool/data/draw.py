@@ -454,3 +454,79 @@ def _caption(i: int, labels, names, texts, scores) -> str:
 
 __all__ = ["BACKGROUND_COLOUR", "TextStyle", "contrast_colour", "draw_boxes", "draw_legend", "draw_text",
            "overlay_mask", "palette", "text_size", "text_style"]
+
+
+# --- heatmaps and small images -----------------------------------------------------------------
+
+#: Weight of the photo in a heatmap overlay (the heatmap gets the rest), as pytorch-grad-cam's default.
+OVERLAY_IMAGE_WEIGHT = 0.5
+#: Overlays of images smaller than this (shorter side) show the photo beside the overlay, enlarged.
+MIN_OVERLAY_SIDE = 128
+#: Pictures for people (kernel grids, maximised inputs) are enlarged until their shorter side is this.
+READABLE_SIDE = 256
+#: The longest side a drawing is enlarged to (``cnntool.data.pixels.MAX_DRAW_SIDE``).
+_MAX_SIDE = 4096
+
+
+def readable(image: np.ndarray, *, min_side: int = READABLE_SIDE, max_side: int = _MAX_SIDE) -> np.ndarray:
+    """``image`` enlarged by the whole factor (nearest neighbour: pixels stay crisp) that brings its
+    shorter side to at least ``min_side``, without its longer side passing ``max_side``.
+
+    Examples
+    --------
+    >>> readable(np.zeros((32, 32, 3), np.uint8)).shape, readable(np.zeros((1, 8000), np.uint8)).shape
+    ((256, 256, 3), (1, 8000))
+    """
+    h, w = image.shape[:2]
+    factor = max(1, -(-min_side // max(1, min(h, w))))
+    factor = min(factor, max(1, max_side // max(h, w)))
+    if factor == 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def overlay_heatmap(image: np.ndarray, heatmap: np.ndarray, *, text: str = "", seen=None,
+                    image_weight: float = OVERLAY_IMAGE_WEIGHT) -> np.ndarray:
+    """A heatmap (JET colour map) blended over the photo, ``text`` in the top-left corner.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        uint8 (h, w, 3) RGB or (h, w) grayscale; not modified.
+    heatmap : numpy.ndarray
+        float (h, w) in [0, 1].
+    text : str
+        Written on a dark band (class and score).
+    seen : tuple of float, optional
+        (x0, y0, x1, y1): the region the model saw; outside it the photo is only dimmed.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (H, W, 3) RGB; when the image's shorter side is under :data:`MIN_OVERLAY_SIDE`
+        (an 8 x 8 digit), the photo and its overlay side by side, enlarged by a whole factor, so
+        the heatmap does not hide what it explains (a 1 x 8000 strip stays a strip).
+
+    Examples
+    --------
+    >>> overlay_heatmap(np.zeros((200, 300, 3), np.uint8), np.ones((200, 300)), text="cat 0.93").shape
+    (200, 300, 3)
+    """
+    import cv2
+
+    rgb = _as_rgb(image)
+    heat_u8 = np.uint8(255 * np.clip(heatmap, 0, 1))
+    colour = cv2.cvtColor(cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    blend = image_weight * rgb.astype(np.float32) + (1 - image_weight) * colour.astype(np.float32)
+    if seen is not None:
+        from cnntool.data.preprocessing import seen_mask
+
+        outside = ~seen_mask(rgb.shape[:2], seen)
+        blend[outside] = image_weight * rgb[outside].astype(np.float32)
+    out = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    if min(out.shape[:2]) < MIN_OVERLAY_SIDE:
+        gap = np.full((out.shape[0], max(1, out.shape[1] // 16), 3), 255, np.uint8)
+        if 2 * out.shape[1] + gap.shape[1] <= _MAX_SIDE:
+            out = np.concatenate([rgb, gap, out], axis=1)
+        out = np.ascontiguousarray(readable(out, min_side=MIN_OVERLAY_SIDE))
+    return draw_text(out, text) if text else out

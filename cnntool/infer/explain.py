@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntool.data.draw import overlay_heatmap
 from cnntool.data.pixels import MAX_DRAW_SIDE
 from cnntool.errors import InputError, UsageError, one_line
 from cnntool.infer.cam import CAM_METHODS, canonical_method
@@ -80,11 +81,6 @@ METHOD_OPTIONS = {
 }
 #: The box around the hot region: pixels at least this fraction of the heatmap's maximum.
 BOX_THRESHOLD = 0.5
-#: Weight of the photo in the overlay (the heatmap gets the rest), as pytorch-grad-cam's default.
-OVERLAY_IMAGE_WEIGHT = 0.5
-#: Overlays of images smaller than this (shorter side) are enlarged by a whole factor, so the
-#: label stays legible.
-MIN_OVERLAY_SIDE = 128
 
 
 @dataclass(frozen=True)
@@ -180,69 +176,6 @@ def peak_and_box(heatmap: np.ndarray, *, threshold: float = BOX_THRESHOLD):
     bx, by = int(stats[best, cv2.CC_STAT_LEFT]), int(stats[best, cv2.CC_STAT_TOP])
     box = [bx, by, bx + int(stats[best, cv2.CC_STAT_WIDTH]), by + int(stats[best, cv2.CC_STAT_HEIGHT])]
     return [int(x), int(y)], box
-
-
-def render_overlay(image: np.ndarray, heatmap: np.ndarray, text: str, *, seen=None,
-                   image_weight: float = OVERLAY_IMAGE_WEIGHT) -> np.ndarray:
-    """The heatmap (JET colour map) alpha-blended over the photo, with ``text`` in the top-left corner.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        uint8 (h, w, 3) RGB or (h, w) grayscale.
-    heatmap : numpy.ndarray
-        float (h, w) in [0, 1].
-    text : str
-        Written on a dark band (class and score).
-    seen : tuple of float, optional
-        (x0, y0, x1, y1): the region the model saw; outside it the photo is only dimmed.
-
-    Returns
-    -------
-    numpy.ndarray
-        uint8 (H, W, 3) RGB; when the image's shorter side is under :data:`MIN_OVERLAY_SIDE`,
-        the photo and its overlay side by side, enlarged by a whole factor (crisp pixels).
-
-    Examples
-    --------
-    >>> render_overlay(np.zeros((200, 300, 3), np.uint8), np.ones((200, 300)), "cat 0.93").shape
-    (200, 300, 3)
-    """
-    import cv2
-
-    rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
-    heat_u8 = np.uint8(255 * np.clip(heatmap, 0, 1))
-    colour = cv2.cvtColor(cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    blend = image_weight * rgb.astype(np.float32) + (1 - image_weight) * colour.astype(np.float32)
-    if seen is not None:
-        from cnntool.data.preprocessing import seen_mask
-
-        outside = ~seen_mask(rgb.shape[:2], seen)
-        blend[outside] = image_weight * rgb[outside].astype(np.float32)
-    out = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
-    if min(out.shape[:2]) < MIN_OVERLAY_SIDE:
-        # a small image (an 8 x 8 digit): the photo beside its overlay, both enlarged with crisp
-        # pixels, so the heatmap does not hide what it explains; a 1 x 8000 strip stays a strip
-        from cnntool.infer.visualize import readable
-
-        gap = np.full((out.shape[0], max(1, out.shape[1] // 16), 3), 255, np.uint8)
-        if 2 * out.shape[1] + gap.shape[1] <= MAX_DRAW_SIDE:
-            out = np.concatenate([rgb, gap, out], axis=1)
-        out = np.ascontiguousarray(readable(out, min_side=MIN_OVERLAY_SIDE, max_side=MAX_DRAW_SIDE))
-    _draw_label(out, text)
-    return out
-
-
-def _draw_label(image: np.ndarray, text: str) -> None:
-    import cv2
-
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = max(0.35, min(image.shape[:2]) / 500)
-    thickness = max(1, round(scale * 2))
-    (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
-    margin = max(2, th // 3)
-    cv2.rectangle(image, (0, 0), (tw + 2 * margin, th + base + 2 * margin), (0, 0, 0), thickness=-1)
-    cv2.putText(image, text, (margin, margin + th), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
 
 
 # --- the explainer ------------------------------------------------------------------------------
@@ -527,7 +460,6 @@ def _batch_finisher(explainer: Explainer, x, preprocess, made_by):
 
 
 def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, made_by) -> dict:
-    from cnntool.data.pixels import MAX_DRAW_SIDE
     from cnntool.data.writers import check_not_input, write_image, write_npy
 
     j, sample = job
@@ -548,7 +480,7 @@ def _finish_heatmap(job, cams, probs, faith, explainer: Explainer, preprocess, m
         record["box"] = None if box is None else [min(w, round(box[0] / scale)), min(h, round(box[1] / scale)),
                                                   min(w, round(box[2] / scale)), min(h, round(box[3] / scale))]
         draw = bool(sample.extra.get("draw"))
-        overlay = (render_overlay(sample.image, heat, f"{name} {score:.2f}", seen=geometry[1])
+        overlay = (overlay_heatmap(sample.image, heat, text=f"{name} {score:.2f}", seen=geometry[1])
                    if files or draw else None)
         if files:
             for path in files.values():
@@ -635,7 +567,8 @@ def explain_model(spec: str, explainer: Explainer, out_dir: Path, *, overwrite: 
     one made by another model is an error record unless ``overwrite``.
     """
     from cnntool.data.writers import Recipe, should_skip, write_image
-    from cnntool.infer.visualize import first_conv_weight, grid_shape, kernel_grid, maximize_channel, readable
+    from cnntool.data.draw import readable
+    from cnntool.infer.visualize import first_conv_weight, grid_shape, kernel_grid, maximize_channel
 
     method, layer = explainer.method, explainer.layer
     cfg = explainer.config.maximize

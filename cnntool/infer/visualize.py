@@ -27,10 +27,6 @@ GRID_PAD = 2
 MIN_TILE = 32
 #: Background level of the grid (uint8).
 GRID_BACKGROUND = 255
-#: Pictures written for people (kernel grids, maximised inputs) are enlarged by a whole factor
-#: (nearest neighbour: pixels stay crisp) until their shorter side is at least this.
-READABLE_SIDE = 256
-
 #: Feature maps shown per image unless told otherwise.
 DEFAULT_MAX_MAPS = 64
 
@@ -92,23 +88,6 @@ def tile_grid(tiles: np.ndarray, *, pad: int = GRID_PAD, min_tile: int = MIN_TIL
         top, left = pad + r * (th + pad), pad + c * (tw + pad)
         grid[top:top + th, left:left + tw] = big
     return grid
-
-
-def readable(image: np.ndarray, *, min_side: int = READABLE_SIDE, max_side: int = 4096) -> np.ndarray:
-    """``image`` enlarged by the whole factor (nearest neighbour) that brings its shorter side to
-    at least ``min_side``, without its longer side passing ``max_side``; unchanged if big enough.
-
-    Examples
-    --------
-    >>> readable(np.zeros((32, 32, 3), np.uint8)).shape, readable(np.zeros((1, 8000), np.uint8)).shape
-    ((256, 256, 3), (1, 8000))
-    """
-    h, w = image.shape[:2]
-    factor = max(1, math.ceil(min_side / max(1, min(h, w))))
-    factor = min(factor, max(1, max_side // max(h, w)))
-    if factor == 1:
-        return image
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
 def _minmax_each(maps: np.ndarray) -> np.ndarray:

@@ -11,11 +11,11 @@ nn = torch.nn
 from cnntool.data.preprocessing import Preprocessing  # noqa: E402
 from cnntool.errors import UsageError  # noqa: E402
 from cnntool.infer.faithfulness import faithfulness_scores, fill_from_kept  # noqa: E402
+from cnntool.data.draw import overlay_heatmap  # noqa: E402
 from cnntool.infer.explain import (  # noqa: E402
     canonical,
     method_suffix,
     peak_and_box,
-    render_overlay,
     resolve_target,
 )
 from cnntool.infer.visualize import (  # noqa: E402
@@ -85,7 +85,7 @@ def test_overlay_is_red_where_hot_and_blue_where_cold_with_a_label():
     image = np.full((200, 300, 3), 128, np.uint8)
     heat = np.zeros((200, 300), np.float32)
     heat[:, 150:] = 1.0
-    out = render_overlay(image, heat, "cat 0.93")
+    out = overlay_heatmap(image, heat, text="cat 0.93")
     assert out.shape == (200, 300, 3) and out.dtype == np.uint8
     hot, cold = out[150, 250], out[150, 50]
     assert hot[0] > hot[2] + 50 and cold[2] > cold[0] + 50  # JET: red high, blue low
@@ -95,7 +95,7 @@ def test_overlay_is_red_where_hot_and_blue_where_cold_with_a_label():
 
 def test_overlay_dims_what_the_model_did_not_see_and_shows_small_images_beside_it():
     image = np.full((20, 40), 200, np.uint8)
-    out = render_overlay(image, np.ones((20, 40)), "x", seen=(10, 0, 30, 20))
+    out = overlay_heatmap(image, np.ones((20, 40)), text="x", seen=(10, 0, 30, 20))
     factor = 128 // 20 + 1
     gap = 40 // 16
     assert out.shape == (20 * factor, (40 + gap + 40) * factor, 3)  # photo | gap | overlay, crisp pixels
