@@ -25,6 +25,7 @@ from cnntool.cli import explain as explain_cmd
 from cnntool.cli import filter as filter_cmd
 from cnntool.cli import models as models_cmd
 from cnntool.cli import predict as predict_cmd
+from cnntool.cli import segment as segment_cmd
 from cnntool.cli import train as train_cmd
 from cnntool.cli import video as video_cmd
 
@@ -137,6 +138,7 @@ command(app, "finetune", train_cmd.finetune_command, "Fine-tune a pretrained mod
 command(app, "predict", predict_cmd.predict_command, "Classify images (top-k), evaluate against labelled folders")
 command(app, "explain", explain_cmd.explain_command, "Grad-CAM and relatives, feature maps, kernels, maximisation")
 command(app, "detect", detect_cmd.detect_command, "Boxes, labels and scores per image; mAP against COCO or YOLO labels")
+command(app, "segment", segment_cmd.segment_command, "Semantic, instance and classical segmentation: masks, overlays, mIoU")
 command(app, "export", export_cmd.export_command, "Export a model to ONNX or TorchScript, checked against PyTorch")
 command(app, "doctor", doctor_cmd.doctor_command, "Versions, devices, caches: what to paste into a bug report",
         needs_args=False)

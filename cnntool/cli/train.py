@@ -97,6 +97,9 @@ Gamma = Annotated[Optional[float], typer.Option("--gamma", help="step/plateau sc
 PlateauPatience = Annotated[Optional[int], typer.Option("--plateau-patience", min=1,
                                                         help="plateau schedule: epochs without improvement before a "
                                                              "decay [default: 3].", show_default=False, rich_help_panel="Schedule and optimiser")]
+DiceWeight = Annotated[Optional[float], typer.Option("--dice-weight", min=0.0, rich_help_panel="Regularisation",
+                                                    help="Segmentation: add this times a soft Dice loss to the "
+                                                         "cross-entropy (0: off) [default: 0].", show_default=False)]
 Balance = Annotated[Optional[str], typer.Option("--balance", help="Skewed classes: none | weights (loss weights ~ "
                                                                   "1/class size) | sampler (class-balanced sampling) "
                                                                   "[default: none].", show_default=False, rich_help_panel="Regularisation")]
@@ -197,7 +200,8 @@ def train_command(
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
     lr_step: LrStep = None, gamma: Gamma = None, plateau_patience: PlateauPatience = None,
-    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, balance: Balance = None, mixup: Mixup = None,
+    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, dice_weight: DiceWeight = None,
+    balance: Balance = None, mixup: Mixup = None,
     cutmix: Cutmix = None,
     grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None, init: Init = None,
     augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,
@@ -245,7 +249,8 @@ def finetune_command(
     epochs: Epochs = None, batch_size: Batch = None, accumulate: Accumulate = None, optimizer: Optimizer = None,
     lr: Lr = None, momentum: Momentum = None, weight_decay: WeightDecay = None, schedule: Schedule = None,
     lr_step: LrStep = None, gamma: Gamma = None, plateau_patience: PlateauPatience = None,
-    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, balance: Balance = None, mixup: Mixup = None,
+    warmup_epochs: Warmup = None, label_smoothing: Smoothing = None, dice_weight: DiceWeight = None,
+    balance: Balance = None, mixup: Mixup = None,
     cutmix: Cutmix = None,
     grad_clip: GradClip = None, patience: Patience = None, ema: Ema = None,
     augment: Augment = None, rotate: Rotate = None, shift: Shift = None, zoom: Zoom = None, shear: Shear = None,

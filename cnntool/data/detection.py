@@ -280,7 +280,7 @@ def object_masks(im) -> np.ndarray:
     --------
     >>> from types import SimpleNamespace
     >>> im = SimpleNamespace(width=6, height=4, boxes=np.array([[1.0, 1.0, 3.0, 3.0]]), segmentation=None)
-    >>> object_masks(im)[0].sum()
+    >>> int(object_masks(im)[0].sum())
     4
     """
     from cnntool.data.boxes import to_rle

@@ -129,7 +129,8 @@ def read_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.n
     return np.ascontiguousarray(array)
 
 
-def write_index_mask(path: str | os.PathLike, mask: np.ndarray, *, palette: np.ndarray | None = None) -> None:
+def write_index_mask(path: str | os.PathLike, mask: np.ndarray, *, palette: np.ndarray | None = None,
+                     **ledger) -> None:
     """Write an index mask atomically as a lossless single-channel image.
 
     ``path`` ends in ``.png`` (or another of :data:`MASK_EXTENSIONS`); ``mask`` is an integer
@@ -159,7 +160,7 @@ def write_index_mask(path: str | os.PathLike, mask: np.ndarray, *, palette: np.n
         raise ValueError(f"index mask values must be 0..255, got {int(mask.min())}..{int(mask.max())}")
     mask = np.ascontiguousarray(mask.astype(np.uint8))
     if palette is None:
-        write_image(path, mask)
+        write_image(path, mask, **ledger)
         return
     if suffix != ".png":
         raise ValueError("palette masks are PNG files")
@@ -174,7 +175,7 @@ def write_index_mask(path: str | os.PathLike, mask: np.ndarray, *, palette: np.n
     image.putpalette(table.ravel().tolist())
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), **ledger)
 
 
 def check_mask(mask: np.ndarray, *, image_size: tuple[int, int] | None, num_classes: int | None,

@@ -61,6 +61,19 @@ IMAGE_WRITE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".we
 LEDGER_NAME = ".cnntool-outputs.jsonl"
 
 
+def image_extension(rel: PurePath) -> str:
+    """The extension a picture drawn over an input gets: the input's when OpenCV writes it, else
+    ``.png`` (a GIF or ICO input).
+
+    Examples
+    --------
+    >>> image_extension(PurePath("a.JPG")), image_extension(PurePath("b.gif"))
+    ('.jpg', '.png')
+    """
+    ext = PurePath(rel).suffix.lower()
+    return ext if ext in IMAGE_WRITE_EXTENSIONS else ".png"
+
+
 def output_path(rel: PurePath, out_dir: str | os.PathLike, *, ext: str | None = None, suffix: str = "") -> Path:
     """Where the output for an input goes: ``out_dir / rel``, with ``suffix`` added to the stem
     and the extension replaced by ``ext`` (with or without the dot) when given.

@@ -508,23 +508,9 @@ def recipe(loaded, options: DetectOptions):
                      summary=f"detect {options.model_id or 'a model'} conf {options.conf:g}")
 
 
-def image_extension(rel: PurePath) -> str:
-    """The annotated image's extension: the input's when OpenCV writes it, else ``.png``.
-
-    Examples
-    --------
-    >>> image_extension(PurePath("a.JPG")), image_extension(PurePath("b.gif"))
-    ('.jpg', '.png')
-    """
-    from cnntool.data.writers import IMAGE_WRITE_EXTENSIONS
-
-    ext = rel.suffix.lower()
-    return ext if ext in IMAGE_WRITE_EXTENSIONS else ".png"
-
-
 def planned_files(rel: PurePath, options: DetectOptions) -> dict[str, Path]:
     """An input's files under ``out_dir`` known before detecting: ``image`` and ``labels``."""
-    from cnntool.data.writers import output_path
+    from cnntool.data.writers import image_extension, output_path
 
     if options.out_dir is None:
         return {}
@@ -602,7 +588,8 @@ def write_outputs(sample, shown: Detections, files: dict[str, Path], made_by, op
     are (crops are checked one by one). :class:`InputError` when a file exists made otherwise
     (without ``overwrite``) or would overwrite the input.
     """
-    from cnntool.data.writers import atomic_write_text, check_not_input, output_path, should_skip, write_image
+    from cnntool.data.writers import (atomic_write_text, check_not_input, image_extension, output_path, should_skip,
+                                      write_image)
 
     ledger = {"recipe": made_by, "source": sample.path}
     for path in files.values():

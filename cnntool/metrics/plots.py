@@ -92,3 +92,20 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | os
                     color="white" if count > peak / 2 else "black")
     _save(fig, path)
     plt.close(fig)
+
+
+def plot_iou(values, classes, path, *, title: str = "IoU per class") -> None:
+    """A horizontal bar per class (its IoU; classes absent from truth and predictions shown as
+    "absent"), as a PNG."""
+    plt = _pyplot()
+    values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in values]
+    fig, ax = plt.subplots(figsize=(6, max(2.0, 0.35 * len(classes) + 1)))
+    positions = np.arange(len(classes))
+    ax.barh(positions, [v or 0.0 for v in values], color="tab:blue")
+    for y, v in zip(positions, values):
+        ax.text((v or 0.0) + 0.01, y, "absent" if v is None else f"{v:.3f}", va="center", fontsize=8)
+    ax.set_yticks(positions, labels=list(classes))
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.1), xlabel="IoU", title=title)
+    _save(fig, path)
+    plt.close(fig)

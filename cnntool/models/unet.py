@@ -12,7 +12,7 @@ channels of the first level (level ``i`` has ``width * 2**i``). Any input size w
 is padded (edge replication) up to a multiple of ``2**depth`` inside :meth:`UNet.forward` and
 the scores are cropped back, so there is no resizing of masks.
 
-The defaults (``depth=3, width=16``: 16-32-64 channels, a 128-channel bottleneck, 481,540
+The defaults (``depth=3, width=16``: 16-32-64 channels, a 128-channel bottleneck, 482,788
 parameters for 3 inputs and 4 classes) train on a CPU in minutes; ``width=64, depth=4`` is the
 paper's 31M-parameter network (with padded convolutions, so no border cropping).
 

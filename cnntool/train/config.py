@@ -94,6 +94,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0            # linear warmup from lr/100 (fractions of an epoch allowed)
     accumulate: int = 1                   # optimiser step every N batches (effective batch N x batch_size)
     label_smoothing: float = 0.1          # soft targets: 1 - eps on the class, eps spread over all
+    dice_weight: float = 0.0              # segmentation: add this x a soft Dice loss to the cross-entropy; 0: off
     balance: str = "none"                 # skewed classes: none | weights (loss weights ~ 1/frequency) | sampler (class-balanced sampling)
     mixup: float = 0.0                    # Beta(alpha, alpha) mixup; 0: off (try 0.2)
     cutmix: float = 0.0                   # Beta(alpha, alpha) cutmix; 0: off (try 1.0); with mixup, one per batch
@@ -140,6 +141,7 @@ class TrainConfig:
         _choice(self.cache, CACHE_CHOICES, "--cache-images")
         _number(self.val_split, "--val-split", low=0.0, high=1.0, low_open=True, high_open=True)
         _number(self.label_smoothing, "--label-smoothing", low=0.0, high=1.0, high_open=True)
+        _number(self.dice_weight, "--dice-weight", low=0.0)
         _number(self.lr, "--lr", low=0.0, optional=True)
         _number(self.weight_decay, "--weight-decay", low=0.0, optional=True)
         _number(self.momentum, "--momentum", low=0.0, high=1.0, high_open=True)

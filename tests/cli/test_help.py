@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cnntool.cli.main import app
 
 runner = CliRunner()
-COMMANDS = ["filter", "audit", "train", "finetune", "predict", "explain", "detect", "video", "export", "doctor",
+COMMANDS = ["filter", "audit", "train", "finetune", "predict", "explain", "detect", "segment", "video", "export", "doctor",
             "models list", "models info", "models summary"]
 
 

@@ -38,6 +38,7 @@ from cnntool.models.tasks import TASKS, canonical_task
 PLUGINS = {
     "classification": "cnntool.train.tasks.classify:ClassifyTask",
     "detection": "cnntool.train.tasks.detect:DetectTask",
+    "segmentation": "cnntool.train.tasks.segment:SegmentTask",
     "video": "cnntool.train.tasks.video:VideoTask",
 }
 

@@ -110,7 +110,7 @@ class ClassifyTask:
     default_init = "auto"
     default_arch = None  # no one size fits all: --arch is required
     recipe: dict = {"hflip": False}  # otherwise TrainConfig's defaults are the classification recipe
-    ignores = ()         # every option applies
+    ignores = ("dice_weight",)  # every other option applies
 
     def load_data(self, cfg, preprocessing, dist) -> TaskData:
         return load_classification_data(

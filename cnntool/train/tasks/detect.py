@@ -195,7 +195,7 @@ class DetectTask:
     default_arch = "tiny_fcos"
     recipe: dict = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "epochs": 8, "batch_size": 16,
                     "grad_clip": 10.0, "hflip": True}
-    ignores = ("label_smoothing", "balance", "mixup", "cutmix", "rotate", "shift", "zoom", "shear", "crop_scale",
+    ignores = ("label_smoothing", "dice_weight", "balance", "mixup", "cutmix", "rotate", "shift", "zoom", "shear", "crop_scale",
                "crop_ratio", "vflip", "policy", "erasing", "imgsz", "verify")
 
     def load_data(self, cfg, preprocessing, dist) -> TaskData:

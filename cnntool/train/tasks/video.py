@@ -33,7 +33,7 @@ class VideoTask(ClassifyTask):
     name = "video"
     default_arch = "c3d_small"
     recipe: dict = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "epochs": 8, "batch_size": 16}
-    ignores = ("cutmix",)
+    ignores = ("cutmix", "dice_weight")
 
     def load_data(self, cfg, preprocessing, dist) -> TaskData:
         from cnntool.data.clips import load_clip_data

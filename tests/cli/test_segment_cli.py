@@ -1,0 +1,277 @@
+"""`cnntool segment` end to end: records, files under -o, the skip rule, refused options, --eval
+(mIoU from the confusion matrix, 255 not counted, every bad mask named), the gate, and the
+coins photo's 24 coins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cnntool.data.masks import read_mask, write_index_mask
+from cnntool.models import registry
+
+ROOT = Path(__file__).resolve().parents[2]
+COINS = ROOT / "samples" / "photos" / "coins.png"
+UNET = registry.ModelEntry(name="unet", task="segmentation", builder="cnntool.models.unet:unet", family="unet",
+                           preprocessing=registry.Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3), num_classes=2,
+                           reference_params=482_754, head="head", first_conv="encoders.0.0")
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The segment command as `cnntool segment` runs it (the one error handler)."""
+    from cnntool.cli.main import command
+    from cnntool.cli.segment import segment_command
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root():
+        """cnntool"""
+
+    command(app, "segment", segment_command, "Segment images")
+    return app
+
+
+@pytest.fixture
+def unet_entry(monkeypatch):
+    registry._ensure_loaded()
+    if "unet" not in registry._REGISTRY:
+        monkeypatch.setitem(registry._REGISTRY, "unet", UNET)
+
+
+def run(app, *args):
+    result = CliRunner().invoke(app, ["segment", *map(str, args), "--format", "jsonl"])
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result, records
+
+
+def shapes(folder: Path, n: int = 2) -> list[Path]:
+    """Grey images with bright squares: otsu finds them exactly."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        image = np.full((40, 60), 30, np.uint8)
+        image[5:20, 5 + 10 * i:25 + 10 * i] = 220
+        cv2.imwrite(str(folder / f"img{i}.png"), image)
+        paths.append(folder / f"img{i}.png")
+    return paths
+
+
+@pytest.mark.parametrize("method", ["otsu", "watershed"])
+def test_the_coins_photo_holds_24_coins(app, method):
+    result, records = run(app, COINS, "--method", method)
+    assert result.exit_code == 0, result.output
+    assert records[0]["instances"] == 24 and records[0]["error"] is None
+    assert 0.2 < records[0]["fractions"]["foreground"] < 0.5
+
+
+def test_files_mirror_the_inputs_and_are_skipped_when_made_alike(app, tmp_path):
+    images = shapes(tmp_path / "in" / "sub")
+    out = tmp_path / "out"
+    result, records = run(app, tmp_path / "in", "--method", "otsu", "--background-sigma", "0", "-o", out)
+    assert result.exit_code == 0, result.output
+    mask_path = out / "masks" / "sub" / "img0.png"
+    assert [r["mask"] for r in records] == [str(mask_path), str(out / "masks" / "sub" / "img1.png")]
+    assert records[0]["overlay"] == str(out / "overlays" / "sub" / "img0.png")
+    mask = read_mask(mask_path)
+    assert mask.shape == (40, 60) and set(np.unique(mask)) == {0, 1}
+    assert (mask[5:20, 5:25] == 1).all() and mask.sum() == 15 * 20
+    overlay = cv2.imread(records[0]["overlay"])
+    assert overlay.shape[0] == 40 and overlay.shape[1] >= 60
+    again, records2 = run(app, tmp_path / "in", "--method", "otsu", "--background-sigma", "0", "-o", out)
+    assert again.exit_code == 0 and "4 outputs skipped" in again.stderr
+    assert records2 == records  # the records do not depend on whether files were written
+    other, records3 = run(app, images[0], "--method", "otsu", "-o", out / "masks" / "..")
+    assert other.exit_code == 0  # a file named directly lands at DIR/masks/<name>
+    changed, records4 = run(app, tmp_path / "in", "--method", "otsu", "--min-size", "0.01", "-o", out)
+    assert changed.exit_code == 1 and "made with other options" in records4[0]["error"]
+    replaced, records5 = run(app, tmp_path / "in", "--method", "otsu", "--min-size", "0.01", "-o", out, "--overwrite")
+    assert replaced.exit_code == 0 and records5[0]["error"] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "no model or method given"),
+    (["--method", "otsu", "-m", "unet"], "not both"),
+    (["--method", "otsu", "--n-segments", "5"], "--n-segments does nothing for --method otsu"),
+    (["--method", "slic", "--min-size", "0.01"], "--min-size does nothing for --method slic"),
+    (["--method", "kmeans", "--clusters", "1"], "--clusters"),
+    (["--method", "kmean"], "did you mean"),
+    (["--method", "otsu", "--min-miou", "0.5"], "--min-miou needs --eval"),
+    (["--method", "otsu", "--batch-size", "2"], "--batch-size does nothing"),
+    (["-m", "unet", "--clusters", "3"], "--clusters does nothing for semantic models"),
+    (["-m", "unet", "--save-coco", "x.json"], "--save-coco does nothing for semantic models"),
+    (["-m", "resnet18"], "is a classification model"),
+    (["-m", "fasterrcnn_mobilenet_v3_large_320_fpn"], "is a detection model"),
+])
+def test_usage_errors_exit_2(app, unet_entry, args, message):
+    result, _ = run(app, COINS, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_an_empty_folder_exits_2_and_a_bad_image_is_an_error_record(app, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result, _ = run(app, tmp_path / "empty", "--method", "otsu")
+    assert result.exit_code == 2 and "no images found" in result.stderr
+    shapes(tmp_path / "in", 1)
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG not really")
+    result, records = run(app, tmp_path / "in", "--method", "otsu")
+    assert result.exit_code == 1
+    by_name = {Path(r["path"]).name: r for r in records}
+    assert by_name["broken.png"]["error"] and by_name["broken.png"]["fractions"] is None
+    assert by_name["img0.png"]["error"] is None
+
+
+def test_a_unet_checkpoint_segments_at_the_original_size(app, unet_entry, tmp_path):
+    import torch
+
+    from cnntool.models.checkpoint import make_checkpoint, save_checkpoint
+    from cnntool.models.unet import unet
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, make_checkpoint(unet(num_classes=3, depth=2, width=4), arch="unet", task="segmentation",
+                                          classes=["background", "cat", "dog"],
+                                          preprocessing=registry.Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3),
+                                          arch_kwargs={"depth": 2, "width": 4}))
+    images = shapes(tmp_path / "in")
+    result, records = run(app, *images, "-m", ckpt, "-o", tmp_path / "out", "--imgsz", "48")
+    assert result.exit_code == 0, result.output
+    assert "random weights" not in result.stderr
+    mask = read_mask(records[0]["mask"])
+    assert mask.shape == (40, 60) and mask.max() <= 2
+    assert sum(records[0]["fractions"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert set(records[0]["fractions"]) <= {"background", "cat", "dog"} and records[0]["instances"] is None
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
+
+def eval_set(tmp_path: Path):
+    """Two images whose otsu masks are known exactly, and true masks that differ by hand."""
+    images = shapes(tmp_path / "data" / "images")
+    truth = tmp_path / "data" / "masks"
+    truth.mkdir()
+    predicted = []
+    for i, path in enumerate(images):
+        pred = np.zeros((40, 60), np.uint8)
+        pred[5:20, 5 + 10 * i:25 + 10 * i] = 1
+        predicted.append(pred)
+        true = pred.copy()
+        true[30:35, 0:10] = 1          # foreground otsu misses: 50 false negatives
+        true[5:10, 5 + 10 * i:25 + 10 * i] = 255   # not labelled: not counted, whatever was predicted
+        write_index_mask(truth / path.name, true)
+    return images, truth, predicted
+
+
+def test_eval_miou_equals_the_confusion_matrix_by_hand(app, tmp_path):
+    images, truth, predicted = eval_set(tmp_path)
+    result, records = run(app, tmp_path / "data" / "images", "--method", "otsu", "--background-sigma", "0",
+                          "--eval", tmp_path / "data", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    summary = records[-1]
+    assert summary["path"] == "<summary>"
+    cm = np.zeros((2, 2), np.int64)
+    for pred, path in zip(predicted, images):
+        true = read_mask(truth / path.name)
+        keep = true != 255
+        np.add.at(cm, (true[keep], pred[keep]), 1)
+    assert summary["confusion"] == cm.tolist() and cm[1, 0] == 100  # 2 x 50 missed
+    iou = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
+    assert summary["miou"] == pytest.approx(iou.mean())
+    assert [c["iou"] for c in summary["per_class"]] == pytest.approx(iou)
+    assert summary["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert summary["pixels"] == 2 * (40 * 60 - 5 * 20)  # the 255 pixels are not counted
+    assert records[0]["truth"] == str(truth / "img0.png") and records[0]["miou"] < 1
+    assert "mIoU" in result.stderr and (tmp_path / "out" / "evaluation.json").is_file()
+    assert (tmp_path / "out" / "confusion.png").stat().st_size > 0
+    gate, _ = run(app, tmp_path / "data" / "images", "--method", "otsu", "--background-sigma", "0", "--eval",
+                  tmp_path / "data", "--min-miou", "0.99")
+    assert gate.exit_code == 1 and "under --min-miou 0.99" in gate.stderr
+    passed, _ = run(app, tmp_path / "data" / "images", "--method", "otsu", "--background-sigma", "0", "--eval",
+                    truth, "--min-miou", "0.5")
+    assert passed.exit_code == 0
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "no mask for"),
+    ("size", "size"),
+    ("class", "class"),
+    ("rgb", "channels"),
+    ("jpeg", "no mask for"),
+    ("garbage", "cannot read mask"),
+])
+def test_every_bad_true_mask_is_an_error_record_naming_the_file(app, tmp_path, case, expected):
+    images, truth, _ = eval_set(tmp_path)
+    bad = truth / "img1.png"
+    bad.unlink()
+    if case == "size":
+        write_index_mask(bad, np.zeros((10, 10), np.uint8))
+    elif case == "class":
+        write_index_mask(bad, np.full((40, 60), 9, np.uint8))
+    elif case == "rgb":
+        cv2.imwrite(str(bad), np.zeros((40, 60, 3), np.uint8))
+    elif case == "jpeg":
+        cv2.imwrite(str(truth / "img1.jpg"), np.zeros((40, 60), np.uint8))
+    elif case == "garbage":
+        bad.write_bytes(b"garbage")
+    result, records = run(app, *images, "--method", "otsu", "--eval", truth)
+    assert result.exit_code == 1
+    good, broken, summary = records
+    assert good["error"] is None and good["miou"] is not None
+    assert expected in broken["error"] and "img1" in broken["error"]
+    assert summary["evaluated"] == 1 and summary["errors"] == 1
+
+
+def test_superpixels_cannot_be_evaluated(app, tmp_path):
+    _, truth, _ = eval_set(tmp_path)
+    result, _ = run(app, COINS, "--method", "slic", "--eval", truth)
+    assert result.exit_code == 2 and "without classes" in result.stderr
+
+
+def test_save_coco_writes_every_region_as_rle(app, tmp_path):
+    from cnntool.metrics.segmentation import rle_to_masks
+
+    result, records = run(app, COINS, "--method", "watershed", "--save-coco", tmp_path / "coins.json")
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "coins.json").read_text())
+    assert len(results) == 24 and {r["category_id"] for r in results} == {1} and results[0]["image_id"] == 1
+    masks = rle_to_masks([r["segmentation"] for r in results])
+    assert masks.shape == (24, 303, 384) and not (masks.sum(0) > 1).any()  # regions do not overlap
+    assert sum(r["area"] for r in results) == pytest.approx(records[0]["fractions"]["foreground"] * 303 * 384, abs=2)
+
+
+@pytest.mark.slow
+def test_an_instance_model_gives_one_record_per_object_and_mask_map(app, tmp_path):
+    """A Mask R-CNN checkpoint with random weights for the shapes' classes (nothing downloaded),
+    at 96 px: the composition with the detection stage, per-object records, COCO RLE results and
+    mask mAP against COCO truth."""
+    import torch
+
+    from cnntool.data.detection import write_shapes_detection
+    from cnntool.models.checkpoint import make_checkpoint, save_checkpoint
+
+    entry = registry.get_entry("maskrcnn_resnet50_fpn")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "maskrcnn.pt", make_checkpoint(
+        entry.build(num_classes=4), arch=entry.name, task="detection",
+        classes=["__background__", "circle", "square", "triangle"], preprocessing=entry.preprocessing))
+    root = write_shapes_detection(tmp_path / "coco", n_train=2, n_val=0, size=64, seed=0, format="coco") / "train"
+    images = sorted((root / "images").iterdir())
+    result, records = run(app, *images, "-m", tmp_path / "maskrcnn.pt", "--imgsz", "96", "--conf", "0.0",
+                          "--save-coco", tmp_path / "results.json", "--eval", root, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    image_records = [r for r in records if "object" not in r and r["path"] != "<summary>"]
+    objects = [r for r in records if "object" in r]
+    assert len(image_records) == 2 and sum(r["instances"] for r in image_records) == len(objects) > 0
+    assert all(set(o) >= {"label", "class_id", "score", "box", "area"} for o in objects)
+    summary = records[-1]
+    assert summary["path"] == "<summary>" and summary["iou_type"] == "segm" and summary["map"] is not None
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert all("counts" in r["segmentation"] for r in saved)
