@@ -41,11 +41,13 @@ def make_checkpoint(path: Path) -> Path:
     import torch
 
     from cnntool.models.checkpoint import make_checkpoint as make, save_checkpoint
+    from cnntool.data.preprocessing import Preprocessing
     from cnntool.models.classic import lenet5
 
     torch.manual_seed(0)
     save_checkpoint(path, make(lenet5(num_classes=10), arch="lenet5", task="classification",
-                               classes=[str(i) for i in range(10)], input_size=(1, 32, 32), mean=(0.5,), std=(0.5,)))
+                               classes=[str(i) for i in range(10)],
+                               preprocessing=Preprocessing((1, 32, 32), (0.5,), (0.5,))))
     return path
 
 

@@ -1,6 +1,6 @@
 """The README's console examples are run, so they cannot drift from the tool (issue 13).
 
-Every ```console block of README.md is a test, run in order in one scratch folder that holds the
+Every ```console block of README.md is run, in README order, in one scratch folder that holds the
 bundled ``samples/`` (a later block may use what an earlier one made, such as a run folder).
 ``$ `` lines are commands (a trailing ``\\`` continues one; ``# exit N`` at the end says the exit
 code it must have, default 0); the lines after a command are output it must print, in order:
@@ -70,43 +70,39 @@ def line_pattern(expected: str) -> re.Pattern:
 BLOCKS = console_blocks(README.read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    work = tmp_path_factory.mktemp("readme")
-    (work / "samples").symlink_to(ROOT / "samples")
-    return work
-
-
 def test_the_readme_has_console_examples():
     assert len(BLOCKS) >= 8 and sum(len(b) for b in BLOCKS) >= 20
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_console_block(workdir, index):
+def test_readme_console_blocks(tmp_path):
+    # One test, blocks in README order: a later block uses what an earlier one made (a run folder),
+    # so they cannot be spread over xdist workers.
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "COLUMNS": "200", "CNNTOOL_DEBUG": ""}
-    for command, code, expected in BLOCKS[index]:
-        proc = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=300)
-        output = (proc.stdout + proc.stderr).splitlines()
-        assert proc.returncode == code, f"{command}\nexit {proc.returncode}\n{proc.stderr[-2000:]}"
-        position = 0
-        for line in expected:
-            pattern = line_pattern(line)
-            for j in range(position, len(output)):
-                if pattern.fullmatch(output[j].strip()) or pattern.search(output[j]):
-                    position = j + 1
-                    break
-            else:
-                shown = "\n".join(output[:60])
-                pytest.fail(f"README drifted: after `{command}` no output line matches:\n  {line}\n"
-                            f"actual output:\n{shown}")
+    for index, block in enumerate(BLOCKS):
+        for command, code, expected in block:
+            proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=300)
+            output = (proc.stdout + proc.stderr).splitlines()
+            assert proc.returncode == code, f"block {index}: {command}\nexit {proc.returncode}\n{proc.stderr[-2000:]}"
+            position = 0
+            for line in expected:
+                pattern = line_pattern(line)
+                for j in range(position, len(output)):
+                    if pattern.fullmatch(output[j].strip()) or pattern.search(output[j]):
+                        position = j + 1
+                        break
+                else:
+                    shown = "\n".join(output[:60])
+                    pytest.fail(f"README drifted (block {index}): after `{command}` no output line matches:\n"
+                                f"  {line}\nactual output:\n{shown}")
 
 
 def test_line_patterns():
     assert line_pattern("epoch 1/60: train loss 1.5795 ...").fullmatch("epoch 1/60: train loss 0.2 acc 3 *")
     assert not line_pattern("best val accuracy 1.0000").search("best val loss 1.0")
     assert console_blocks("```console\n$ cnntool audit x \\\n  --fail-on any  # exit 1\nA  B\n```")[0] == [
-        ("cnntool audit x   --fail-on any  # exit 1", 1, ["A  B"])]
+        ("cnntool audit x  --fail-on any  # exit 1", 1, ["A  B"])]
     assert shlex.split("a 'b c'") == ["a", "b c"]

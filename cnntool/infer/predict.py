@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from pathlib import Path, PurePath
+from pathlib import Path
 
 import numpy as np
 

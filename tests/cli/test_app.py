@@ -1,9 +1,6 @@
-import os
 import subprocess
 import sys
-import time
 
-import pytest
 import typer
 from typer.testing import CliRunner
 

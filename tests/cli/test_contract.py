@@ -8,7 +8,6 @@ import io
 import json
 from collections import defaultdict
 
-import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 

@@ -2,7 +2,6 @@ import io
 import os
 from pathlib import PurePath
 
-import numpy as np
 import pytest
 
 from cnntool.data.sources import resolve_inputs

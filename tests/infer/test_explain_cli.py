@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from cnntool.data.preprocessing import Preprocessing
 from cnntool.cli.main import app  # noqa: E402
 from cnntool.infer.visualize import grid_shape  # noqa: E402
 from cnntool.models.registry import get_entry  # noqa: E402
