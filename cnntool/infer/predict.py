@@ -212,9 +212,9 @@ class Sorter:
     >>> src = pathlib.Path(tempfile.mkdtemp()); (src / "a").mkdir(); (src / "b").mkdir()
     >>> _ = (src / "a" / "x.png").write_bytes(b"1"); _ = (src / "b" / "x.png").write_bytes(b"2")
     >>> sorter = Sorter(src / "sorted")
-    >>> sorter.place(str(src / "a" / "x.png"), PurePath("x.png"), "dog")[1]
+    >>> sorter.place(str(src / "a" / "x.png"), pathlib.PurePath("x.png"), "dog")[1]
     True
-    >>> sorter.place(str(src / "b" / "x.png"), PurePath("x.png"), "dog")  # doctest: +ELLIPSIS
+    >>> sorter.place(str(src / "b" / "x.png"), pathlib.PurePath("x.png"), "dog")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     cnntool.errors.InputError: .../sorted/dog/x.png would also be written for .../a/x.png
