@@ -156,7 +156,7 @@ ColorJitter = Annotated[Optional[float], typer.Option("--color-jitter", min=0.0,
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision [default: on for CUDA].",
                                              show_default=False, rich_help_panel="Machine")]
 ChannelsLast = Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last",
-                                                      help="NHWC memory layout [default: on for CUDA].",
+                                                      help="NHWC memory layout [default: on for CUDA and the CPU, off on MPS].",
                                                       show_default=False, rich_help_panel="Machine")]
 LoaderWorkers = Annotated[Optional[int], typer.Option("--workers", "-j", min=0,
                                                       help="DataLoader worker processes; 0 loads in the main process "

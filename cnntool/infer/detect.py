@@ -280,6 +280,7 @@ def detect_samples(loaded, samples: Iterable, *, device, batch_size: int = 8, co
     import torch
 
     from cnntool.data.pixels import batches
+    from cnntool.device import to_channels_last, use_channels_last
 
     names = class_names(loaded)
     wanted = np.asarray(resolve_classes(classes, names), np.int64) if classes is not None else None
@@ -287,6 +288,8 @@ def detect_samples(loaded, samples: Iterable, *, device, batch_size: int = 8, co
     model = loaded.model
     non_blocking = getattr(device, "type", str(device)) == "cuda"
     on_cpu = getattr(device, "type", str(device)) == "cpu"
+    if use_channels_last(torch.device(device), None):
+        to_channels_last(model)
     with model_thresholds(model, conf=conf, iou=iou, max_det=max_det):
         for batch in batches(samples, batch_size, prepare=prepare, stack=False):
             good = batch.good

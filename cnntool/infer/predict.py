@@ -63,7 +63,7 @@ def predict_records(loaded, samples, *, device, batch_size: int = 64, topk: int 
 
     from cnntool.data.pixels import batches
     from cnntool.data.transforms import normalize_batch
-    from cnntool.device import amp_dtype, use_amp, use_channels_last
+    from cnntool.device import amp_dtype, to_channels_last, use_amp, use_channels_last
 
     preprocess = loaded.preprocessing
     classes = list(loaded.classes)
@@ -72,7 +72,7 @@ def predict_records(loaded, samples, *, device, batch_size: int = 64, topk: int 
     channels_last = use_channels_last(device, None)
     amp = use_amp(device, None)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     with torch.inference_mode():
         for batch in batches(samples, batch_size, prepare=preprocess.resize, stack=True):
             scores = indices = None

@@ -148,7 +148,7 @@ def segment_samples(loaded, samples: Iterable, *, device, batch_size: int = 4) -
     import torch
 
     from cnntool.data.pixels import batches
-    from cnntool.device import amp_dtype, use_amp
+    from cnntool.device import amp_dtype, to_channels_last, use_amp, use_channels_last
 
     pre = loaded.preprocessing
     classes = list(loaded.classes)
@@ -157,6 +157,8 @@ def segment_samples(loaded, samples: Iterable, *, device, batch_size: int = 4) -
     model = loaded.model
     device = torch.device(device)
     amp = use_amp(device, None)
+    if use_channels_last(device, None):
+        to_channels_last(model)
     mean, std = pre.scale_and_offset()
     with torch.inference_mode():
         for batch in batches(samples, batch_size, prepare=pre.resize, stack=False):

@@ -449,7 +449,7 @@ def classify_clips(loaded, samples: Iterable[Sample], *, device, window: int | N
     import torch
 
     from cnntool.data.transforms import normalize_batch
-    from cnntool.device import amp_dtype, use_amp
+    from cnntool.device import amp_dtype, to_channels_last, use_amp, use_channels_last
 
     pre = loaded.preprocessing
     frames = pre.frames
@@ -458,6 +458,8 @@ def classify_clips(loaded, samples: Iterable[Sample], *, device, window: int | N
     window = window or frames * pre.frame_stride
     classes = list(loaded.classes)
     amp = use_amp(device, None)
+    if use_channels_last(device, None):
+        to_channels_last(loaded.model)  # the 2-D convolutions of per-frame models; 3-D ones keep their layout
     probs_sum = None
     count = 0
     span: list = []

@@ -111,7 +111,7 @@ class TrainConfig:
     # machine ------------------------------------------------------------------------------------
     device: str = "auto"                  # auto | cpu | cuda | cuda:N | mps
     amp: bool | None = None               # mixed precision; None: on for CUDA
-    channels_last: bool | None = None     # NHWC layout; None: on for CUDA
+    channels_last: bool | None = None     # NHWC layout; None: on for CUDA and the CPU
     workers: int | None = None            # DataLoader workers; None: 0 for cached data, else by cores
     threads: int | None = None            # CPU compute threads; None: physical cores / processes - workers
     cache: str = "auto"                   # keep decoded images in memory: auto (when they fit in 2 GiB) | on | off

@@ -195,7 +195,7 @@ def _prepare(cfg, task, checkpoint, resume, overwrite, dist, device, messages) -
     import torch
 
     from cnntool.data.loaders import default_loader_workers, make_loader
-    from cnntool.device import configure_cpu_threads
+    from cnntool.device import configure_cpu_threads, to_channels_last
     from cnntool.train import distributed as D
 
     seed_everything(cfg.seed)  # cfg.validate() checked --freeze
@@ -241,7 +241,7 @@ def _prepare(cfg, task, checkpoint, resume, overwrite, dist, device, messages) -
     settings = _step_settings(cfg, setup, device)
     settings.frozen_norms = tuple(frozen_norms)
     if settings.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     seed_everything(cfg.seed + dist.rank)  # per-process randomness (mixup, dropout) after a shared init
     from cnntool.train.optim import make_optimizer, make_scheduler
 

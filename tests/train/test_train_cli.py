@@ -139,6 +139,7 @@ def test_resume_extends_a_finished_run_with_more_epochs(shapes, tmp_path, monkey
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
     config = json.loads((out / "config.json").read_text())
     assert config["epochs"] == 3 and config["device"] == "cpu" and config["machine"]["threads"] == 1
+    assert config["machine"]["channels_last"] is True  # the default on the CPU (faster there)
     assert load_checkpoint(out / "last.pt")["epoch"] == 3
     # the cosine schedule is recomputed for 3 epochs of 3 steps (1 of warmup): epoch 3 starts half
     # way down it, at lr 0.05 x 16/64 x 0.5, not at the 2-epoch schedule's final 0
