@@ -41,6 +41,11 @@ ImgSize = Annotated[Optional[str], typer.Option("--imgsz", metavar="SIZE",
                                                 help="Model input size, H or HxW [default: the model's, as "
                                                      "trained and recorded in its checkpoint].",
                                                 show_default=False)]
+Iou = Annotated[float, typer.Option("--iou", min=0.0, max=1.0,
+                                    help="IoU threshold of non-maximum suppression (per class; replaces the "
+                                         "model's own).")]
+MaxDet = Annotated[int, typer.Option("--max-det", min=1,
+                                      help="Most detections per image (the best scores).")]
 MaxPixels = Annotated[
     int,
     typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression-bomb guard)."),
@@ -107,10 +112,12 @@ def given_options(ctx) -> set[str]:
     return given
 
 
-def refuse_unused(ctx, used: set[str], *, what: str) -> None:
+def refuse_unused(ctx, used: set[str], *, what: str, common: set[str] | None = None) -> None:
     """:class:`UsageError` for options given that ``what`` does not use: a flag that would do
-    nothing is refused, not ignored. ``used`` names the parameters that matter."""
-    unused = sorted(given_options(ctx) - set(used) - COMMON_PARAMS)
+    nothing is refused, not ignored. ``used`` names the parameters that matter; ``common`` those
+    never refused (default :data:`COMMON_PARAMS`; a command whose ``--seed`` matters only for some
+    of its ways passes ``COMMON_PARAMS - {"seed"}`` and lists ``seed`` in ``used`` where it counts)."""
+    unused = sorted(given_options(ctx) - set(used) - (COMMON_PARAMS if common is None else set(common)))
     if unused:
         flags = [_flag(ctx, name) for name in unused]
         raise UsageError(f"{', '.join(flags)} {'does' if len(flags) == 1 else 'do'} nothing for {what}",

@@ -14,8 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnntool.cli._options import (BatchSize, Device, Format, ImgSize, Inputs, MaxPixels, Model, OutDir, Overwrite,
-                                  Quiet, Verbose, Workers, default_workers, in_group, make_output)
+from cnntool.cli._options import (BatchSize, Device, Format, ImgSize, Inputs, Iou, MaxDet, MaxPixels, Model, OutDir,
+                                  Overwrite, Quiet, Verbose, Workers, default_workers, in_group, make_output)
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import GateFailed, UsageError
 
@@ -27,15 +27,10 @@ MACHINE = "Machine"
 
 Conf = Annotated[float, typer.Option("--conf", min=0.0, max=1.0,
                                      help="Least score of a detection shown.")]
-Iou = Annotated[float, typer.Option("--iou", min=0.0, max=1.0,
-                                    help="IoU threshold of non-maximum suppression (per class; replaces the "
-                                         "model's own).")]
 Classes = Annotated[Optional[list[str]], typer.Option("--classes", metavar="NAMES",
                                                       help="Keep only these classes: names or 0-based ids, comma-"
                                                            "separated or repeated (--classes person,car).",
                                                       show_default=False)]
-MaxDet = Annotated[int, typer.Option("--max-det", min=1,
-                                      help="Most detections per image (the best scores).")]
 SaveCrops = Annotated[bool, typer.Option("--save-crops",
                                          help="With -o: each detection's pixels as "
                                               "DIR/crops/<label>/<image>_<n>.<ext>.")]

@@ -84,6 +84,9 @@ def export_command(
       cnntool export resnet18:IMAGENET1K_V1 -o deploy/resnet18.onnx --imgsz 256 --opset 17
       cnntool export runs/lenet5-1/best.pt --to torchscript --overwrite
     """
+    if format in ("onnx", "torchscript"):  # what `yolo export format=onnx` users type first
+        raise UsageError("--format is the record format (jsonl, csv or table); the file format is --to",
+                         hint=f"use --to {format}")
     output = make_output(format, quiet, verbose)
     format = to
     from cnntool.models.export import EXPORT_FORMATS, export_model

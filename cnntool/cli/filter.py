@@ -71,7 +71,7 @@ def filter_command(
     border: Annotated[str, typer.Option("--border", help="What the padding holds: " + "|".join(BORDERS) + ". "
                                                          "reflect mirrors without repeating the edge pixel "
                                                          "(OpenCV BORDER_REFLECT_101, NumPy 'reflect'); "
-                                                         "symmetric repeats it. zero is the lectures' padding; "
+                                                         "symmetric repeats it. zero is the textbook padding; "
                                                          "on photos it darkens blurred edges, reflect does not.")] = "zero",
     mode: Annotated[str, typer.Option("--mode", help="conv: true convolution (flips the kernel); "
                                                      "corr: cross-correlation (as written, like cv2.filter2D).")] = "conv",
@@ -97,7 +97,7 @@ def filter_command(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> int:
-    """Convolve, pool and edge-filter images and .npy arrays, the way the lectures define it.
+    """Convolve, pool and edge-filter images and .npy arrays, as the textbook defines them.
 
     One record per input on stdout: path, output, ops, input_shape, output_shape, min and max
     of the float result (before scaling), skipped, error. Without -o nothing is written, but

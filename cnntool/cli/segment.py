@@ -16,12 +16,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnntool.cli._options import (BatchSize, Device, Format, ImgSize, Inputs, MaxPixels, Model, OutDir, Overwrite, Quiet,
-                                  Verbose, Workers, default_workers, make_output)
+from cnntool.cli._options import (COMMON_PARAMS, BatchSize, Device, Format, ImgSize, Inputs, Iou, MaxDet, MaxPixels,
+                                  Model, OutDir, Overwrite, Quiet, Verbose, Workers, default_workers, in_group,
+                                  make_output)
 from cnntool.data.limits import DEFAULT_MAX_PIXELS
 from cnntool.errors import GateFailed, UsageError
 
 CLASSICAL = "Classical methods"
+INSTANCE = "Instance models"
 
 Method = Annotated[Optional[str], typer.Option("--method", help="A classical method instead of a model: otsu | "
                                                                 "watershed | slic | felzenszwalb | kmeans.",
@@ -61,11 +63,13 @@ Clusters = Annotated[Optional[int], typer.Option("--clusters", min=2, rich_help_
                                                  help="kmeans: colour clusters; the largest is the background "
                                                       "[default: 3].")]
 Seed = Annotated[int, typer.Option("--seed", rich_help_panel=CLASSICAL, help="kmeans: its random seed.")]
-Conf = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Instance models: least score of an object kept.")]
+Conf = Annotated[float, typer.Option("--conf", min=0.0, max=1.0, rich_help_panel=INSTANCE,
+                                     help="Instance models: least score of an object kept.")]
 SaveCoco = Annotated[Optional[Path], typer.Option(
     "--save-coco", metavar="FILE", dir_okay=False, show_default=False,
     help="Instance models and classical methods: every object's mask as RLE in COCO's results format (pycocotools' "
-         "loadRes reads it); image ids 1, 2, ... in input order (with --eval GT.json, the ground truth's).")]
+         "loadRes reads it); image ids 1, 2, ... in input order. With --eval GT.json: what the mask mAP scored "
+         "(every object down to score 0.001, not only --conf's) with the ground truth's image and category ids.")]
 Eval = Annotated[Optional[Path], typer.Option(
     "--eval", metavar="MASKS", show_default=False,
     help="Score against true masks: a folder of index masks named as the inputs (or a dataset with images/ and "
@@ -87,6 +91,11 @@ METHOD_OPTIONS = {
 }
 #: Options every way of segmenting takes.
 SHARED = {"inputs", "out", "evaluate", "min_miou"}
+#: Options never refused: the shared ones of every command but ``--seed``, which only k-means uses.
+COMMON = COMMON_PARAMS - {"seed"}
+#: Mask R-CNN's non-maximum suppression and most objects per image unless --iou / --max-det say
+#: otherwise (torchvision's own defaults for it).
+INSTANCE_IOU, INSTANCE_MAX_DET = 0.5, 100
 
 
 def segment_command(
@@ -106,6 +115,8 @@ def segment_command(
     clusters: Clusters = None,
     seed: Seed = 0,
     conf: Conf = 0.5,
+    iou: in_group(Iou, INSTANCE) = INSTANCE_IOU,
+    max_det: in_group(MaxDet, INSTANCE) = INSTANCE_MAX_DET,
     out: OutDir = None,
     save_coco: SaveCoco = None,
     evaluate: Eval = None,
@@ -124,9 +135,10 @@ def segment_command(
 
     -m takes a semantic model (lraspp_mobilenet_v3_large:COCO_WITH_VOC_LABELS_V1 and the other
     torchvision segmenters, from the torch cache; a checkpoint of `cnntool train --task segment`)
-    or an instance model (maskrcnn_resnet50_fpn:COCO_V1: one more record per object); --method a
-    classical method, no model (its options are listed below; an option the method does not use
-    is refused). With -o DIR: DIR/masks/<input>.png, the index mask of the input's size (class
+    or an instance model (maskrcnn_resnet50_fpn:COCO_V1: one more record per object; --conf,
+    --iou and --max-det as for `cnntool detect`); --method a classical method, no model (its
+    options are listed below; an option the method or model does not use, --seed included, is
+    refused). With -o DIR: DIR/masks/<input>.png, the index mask of the input's size (class
     ids, 255 = no class), and DIR/overlays/<input>, the classes painted with a legend. mIoU is
     the mean IoU over the classes present in the truth or the predictions; segmentation_models_
     pytorch's default counts an absent class as IoU 1 (0.625 where this says 0.500). Exit 1 when
@@ -156,13 +168,14 @@ def segment_command(
 
         if method not in METHODS:
             raise unknown_choice("--method", method, METHODS)
-        refuse_unused(ctx, SHARED | {"method", "save_coco", *METHOD_OPTIONS[method]}, what=f"--method {method}")
+        refuse_unused(ctx, SHARED | {"method", "save_coco", *METHOD_OPTIONS[method]}, what=f"--method {method}",
+                      common=COMMON)
         options = {METHOD_OPTIONS[method][name]: value for name, value in ctx.params.items()
                    if name in METHOD_OPTIONS[method] and value is not None}
         job = _Classical(method, options)
     else:
-        job = _model_job(model, device, imgsz, conf, output)
-        refuse_unused(ctx, SHARED | job.uses, what=f"{job.kind} models")
+        job = _model_job(model, device, imgsz, conf, iou, max_det, output)
+        refuse_unused(ctx, SHARED | job.uses, what=f"{job.kind} models", common=COMMON)
     if coco_truth and job.kind != "instance":
         raise UsageError(f"--eval {evaluate} is COCO ground truth (objects), scored with mask mAP for instance models",
                          hint="give --eval a folder of index masks")
@@ -251,16 +264,18 @@ class _Semantic:
 
 class _Instance:
     kind = "instance"
-    uses = {"model", "imgsz", "batch_size", "conf", "save_coco"}
+    uses = {"model", "imgsz", "batch_size", "conf", "iou", "max_det", "save_coco"}
 
-    def __init__(self, loaded, device, spec: str, conf: float):
+    def __init__(self, loaded, device, spec: str, conf: float, iou: float, max_det: int):
         from cnntool.infer.detect import class_names, working_size
         from cnntool.models.loading import model_identity
 
         self.loaded, self.device, self.conf, self.floor = loaded, device, conf, conf
+        self.iou, self.max_det = iou, max_det
         self.names = class_names(loaded)
         self.classes = ["background", *self.names]
-        self.identity = {"model": model_identity(spec), "conf": conf, "size": list(working_size(loaded.model))}
+        self.identity = {"model": model_identity(spec), "conf": conf, "iou": iou, "max_det": max_det,
+                         "size": list(working_size(loaded.model))}
 
     def read(self, items, workers, max_pixels, drawing, batch_size):
         from cnntool.data.pixels import MAX_DRAW_SIDE, read_images
@@ -275,7 +290,7 @@ class _Instance:
         from cnntool.infer.segment import segmentation_from_detections
 
         for sample, found in detect_samples(self.loaded, samples, device=self.device, batch_size=batch_size,
-                                            conf=self.floor, iou=0.5, max_det=100):
+                                            conf=self.floor, iou=self.iou, max_det=self.max_det):
             if found is None:
                 yield sample, None, None
                 continue
@@ -283,7 +298,7 @@ class _Instance:
             yield sample, segmentation_from_detections(shown), found
 
 
-def _model_job(spec: str, device: str, imgsz, conf: float, output):
+def _model_job(spec: str, device: str, imgsz, conf: float, iou: float, max_det: int, output):
     import torch
 
     from cnntool.cli._options import parse_imgsz, with_imgsz
@@ -302,7 +317,7 @@ def _model_job(spec: str, device: str, imgsz, conf: float, output):
 
         if imgsz is not None:
             loaded = set_input_size(loaded, parse_imgsz(imgsz))
-        job = _Instance(loaded, torch_device, spec, conf)
+        job = _Instance(loaded, torch_device, spec, conf, iou, max_det)
     else:
         if loaded is None or loaded.task != "segmentation":  # load() refuses other tasks, with its hint
             loaded = load(spec, task="segmentation", device=str(torch_device))
@@ -351,6 +366,11 @@ def _finish_evaluation(evaluation, out: Path | None, recipe, output) -> dict:
             output.warn(f"no input matched an image of the ground truth ({len(evaluation.unmatched)} unmatched)")
             return {}
         summary = evaluation.summary()
+        if evaluation.unmatched:
+            output.warn(f"{len(evaluation.unmatched)} inputs left out of the evaluation, e.g. "
+                        f"{evaluation.unmatched[0]}")
+        if evaluation.dropped:
+            output.warn(f"{evaluation.dropped} detections of classes the ground truth does not have were left out")
         output.emit_summary(summary)
         shown = {k: "-" if summary.get(k) is None else f"{summary[k]:.4f}" for k in ("map", "map50")}
         output.log(f"mask mAP@[.5:.95] {shown['map']}  mAP@.5 {shown['map50']}  over {summary['evaluated']} images")
@@ -395,7 +415,8 @@ def _run(items, job, out, overwrite, evaluation, save_coco, run_recipe, batch_si
 
     from cnntool.data.writers import Recipe, plan_outputs, should_skip
     from cnntool.errors import InputError, one_line
-    from cnntool.infer.segment import instance_records, planned_files, segmentation_record, write_segmentation
+    from cnntool.infer.segment import (InstanceEvaluation, instance_records, planned_files, segmentation_record,
+                                       write_segmentation)
 
     made_by = Recipe.of("segment", job.identity, summary=f"segment {job.identity.get('method') or job.identity['model']}")
     plans = plan_outputs(items, out, lambda rel: planned_files(rel, out))
@@ -413,6 +434,9 @@ def _run(items, job, out, overwrite, evaluation, save_coco, run_recipe, batch_si
     samples = job.read(todo, workers, max_pixels, out is not None, batch_size)
     counts = {"images": 0, "objects": 0, "skipped": 0}
     results: list[dict] = []
+    # with COCO truth, the file holds what the mAP scored (every detection down to the evaluation's
+    # floor, the truth's ids), as `cnntool detect` writes it, so COCOeval on it gives the same mAP
+    scored = isinstance(evaluation, InstanceEvaluation)
     stream = output.progress(job.segment(samples, batch_size), total=len(items), desc="segment")
     for n, ((sample, seg, found), plan, keep) in enumerate(zip(stream, plans, keep_of), start=1):
         counts["images"] += 1
@@ -439,13 +463,13 @@ def _run(items, job, out, overwrite, evaluation, save_coco, run_recipe, batch_si
                 output.emit(obj)
         if seg is not None:
             counts["objects"] += len(seg.instances or [])
-            if save_coco is not None:
-                results += _coco_results(job, seg, found, n, evaluation, sample)
+            if save_coco is not None and not scored:
+                results += _coco_results(job, seg, found, n)
         sample.image = sample.input = None  # the pixels are done with
     if save_coco is not None:
         from cnntool.data.writers import atomic_write_json
 
-        atomic_write_json(save_coco, results, recipe=run_recipe)
+        atomic_write_json(save_coco, evaluation.results if scored else results, recipe=run_recipe)
     return counts
 
 
@@ -468,25 +492,16 @@ def _evaluate_one(evaluation, sample, seg, found, record: dict, output) -> str |
     return None
 
 
-def _coco_results(job, seg, found, image_number: int, evaluation, sample) -> list[dict]:
-    """One image's objects in COCO's results format: Mask R-CNN's own masks (overlaps kept), or
-    the regions of a classical method (score 1)."""
+def _coco_results(job, seg, found, image_number: int) -> list[dict]:
+    """One image's objects in COCO's results format, image id ``image_number``: Mask R-CNN's own
+    masks scoring at least --conf (overlaps kept; category id = class_id + 1), or the regions of
+    a classical method (score 1). With COCO truth the evaluation collects them instead."""
     from cnntool.metrics.segmentation import coco_segm_results
 
     if job.kind == "instance":
         shown = found.subset(found.scores >= job.conf)
-        image_id, categories = image_number, list(range(1, len(job.names) + 1))
-        truth = getattr(evaluation, "truth", None)
-        if truth is not None:
-            image = truth.lookup(sample.path)
-            if image is not None:
-                image_id = image.image_id
-                labels = [evaluation.mapping[c] for c in shown.labels]
-                keep = [i for i, c in enumerate(labels) if c >= 0]
-                return coco_segm_results(image_id, shown.masks[keep], [labels[i] for i in keep],
-                                         shown.scores[keep].tolist(), category_ids=truth.category_ids)
-        return coco_segm_results(image_id, shown.masks, shown.labels.tolist(), shown.scores.tolist(),
-                                 category_ids=categories)
+        return coco_segm_results(image_number, shown.masks, shown.labels.tolist(), shown.scores.tolist(),
+                                 category_ids=list(range(1, len(job.names) + 1)))
     results = []
     for i, instance in enumerate(seg.instances or [], start=1):  # one mask at a time: bounded memory
         results += coco_segm_results(image_number, (seg.instance_mask == i)[None], [instance["class_id"]], [1.0])

@@ -136,13 +136,18 @@ Rotate = Annotated[Optional[float], typer.Option("--rotate", min=0.0, help="Max 
                                                  show_default=False, rich_help_panel="Augmentation")]
 Shift = Annotated[Optional[float], typer.Option("--shift", min=0.0, help="Max shift, fraction of the image size "
                                                                          "[default: 0.1].", show_default=False, rich_help_panel="Augmentation")]
-Zoom = Annotated[Optional[float], typer.Option("--zoom", min=0.0, help="Max zoom in/out, fraction [default: 0.1].",
+Zoom = Annotated[Optional[float], typer.Option("--zoom", min=0.0, help="Max zoom in/out, fraction: a scale in "
+                                                                        "[1-X, 1+X]. Detection: zoom out only, half "
+                                                                        "the images onto a canvas up to 1/(1-X) times "
+                                                                        "their size [default: 0.1; detection: off].",
                                                show_default=False, rich_help_panel="Augmentation")]
 Shear = Annotated[Optional[float], typer.Option("--shear", min=0.0, help="Max shear, degrees [default: 5].",
                                                 show_default=False, rich_help_panel="Augmentation")]
 CropScale = Annotated[Optional[str], typer.Option("--crop-scale", metavar="MIN,MAX",
                                                   help="Random resized crop over this fraction of the area, e.g. "
-                                                       "0.08,1 (the ImageNet recipe) [default: off].",
+                                                       "0.08,1 (the ImageNet recipe). Detection: half the images "
+                                                       "get SSD's IoU crop of that area, boxes kept with their "
+                                                       "objects, e.g. 0.1,1 [default: off].",
                                                   show_default=False, rich_help_panel="Augmentation")]
 Hflip = Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random left-right flips [default: off: "
                                                                           "digits and text are not "

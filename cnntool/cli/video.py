@@ -14,9 +14,9 @@ files under them), globs, ``@list.txt``, ``-``; a folder with no video files und
 directly in it is one video of those images in natural order, at 25 fps.
 
 The task: ``--task``, else the model's: a clip model classifies clips, a classifier classifies
-each frame, a detector detects and a (semantic) segmenter segments each frame; without a model,
-optical flow. A drawn frame that comes out another size than the video's first (a legend placed
-beside a small frame) is fitted into it.
+each frame, a detector detects and a segmenter segments each frame; without a model, optical
+flow. ``--task segment`` takes what ``cnntool segment`` takes: a semantic model, Mask R-CNN or a
+classical ``--method`` (no model). A drawn frame of another size than the video's is fitted in.
 
 Records (stdout), by task:
 
@@ -24,9 +24,9 @@ Records (stdout), by task:
   per detection, or one with ``label`` null for a frame without any), with ``path`` (the video),
   ``frame`` (its index in the source), ``time`` (seconds) and the stage's fields (``label``,
   ``score``, ``topk`` as ``cnntool predict``; ``label``, ``class_id``, ``score``, ``box`` as
-  ``cnntool detect``; ``fractions`` as ``cnntool segment``; ``class``, ``score``, ``peak``,
-  ``box`` as ``cnntool explain``; ``ops``, ``output_shape``, ``min``, ``max`` as
-  ``cnntool filter``), then the video's record:
+  ``cnntool detect``; ``fractions``, ``instances`` and a record per object (``object``...) as
+  ``cnntool segment``; ``class``, ``score``, ``peak``, ``box`` as ``cnntool explain``; ``ops``,
+  ``output_shape``, ``min``, ``max`` as ``cnntool filter``), then the video's record:
   ``path``, ``task``, ``frames`` (read), ``fps`` (of the output, as a fraction), ``output`` (the
   annotated video with ``-o``, else null), ``skipped``, ``error``.
 - ``flow``: one per pair of consecutive frames: ``frame``, ``next_frame``, ``time``,
@@ -36,6 +36,8 @@ Records (stdout), by task:
 - ``clip``: one per window (``start_frame``, ``end_frame``, ``start_time``, ``end_time``,
   ``label``, ``score``, ``topk``, ``verdict: false``), then the verdict (``verdict: true``,
   ``windows``, and the mean probabilities' ``label``, ``score``, ``topk``). Nothing is written.
+  A flow model gets the flow its checkpoint names; a clip length the model cannot take (MViT's
+  16 frames, S3D's 14 or more) is a usage error; a video the model fails on, an error record.
 
 A video that cannot be read gives an error record; one that breaks part-way keeps its good
 frames' records and ends with an error record (its output video is not written). Exit 1 when
@@ -71,7 +73,9 @@ Task = Annotated[Optional[str], typer.Option(
 Method = Annotated[Optional[str], typer.Option(
     "--method", help="explain: gradcam | gradcam++ | xgradcam | hirescam | layercam | scorecam | eigencam | cam "
                      "(gradcam if not given); flow: dis | farneback | raft (dis if not given; raft with -m "
-                     "raft_small or raft_large).", show_default=False)]
+                     "raft_small or raft_large); segment: otsu | watershed | slic | felzenszwalb | kmeans "
+                     "(a classical method instead of a model, with `cnntool segment`'s default settings).",
+    show_default=False)]
 Stride = Annotated[int, typer.Option("--stride", min=1, rich_help_panel=FRAMES,
                                      help="Read every Nth frame; the output plays at the source fps / N, so it lasts "
                                           "as long as the source.")]
@@ -117,7 +121,7 @@ Scale = Annotated[str, typer.Option("--scale", rich_help_panel=PER_TASK,
 TASK_OPTIONS = {
     "classify": {"topk", "threshold", "batch_size", "imgsz"},
     "detect": {"conf", "iou", "classes", "max_det", "batch_size", "imgsz"},
-    "segment": {"batch_size", "imgsz"},
+    "segment": {"batch_size", "imgsz", "method", "conf", "iou", "max_det"},   # per kind: _refuse_segment_options
     "explain": {"method", "layer", "target", "batch_size", "imgsz"},
     "filter": {"kernel", "pad", "border", "color", "scale"},
     "flow": {"method"},
@@ -198,7 +202,10 @@ def video_command(
     refuse_unused(ctx, used, what=f"--task {task}")
     if end is not None and end <= start:
         raise UsageError(f"--end {end:g} is not after --start {start:g}")
-    stage = _build_stage(task, ctx.params, workers=default_workers(workers), draw=out is not None, output=output)
+    from cnntool.cli._options import given_options
+
+    stage = _build_stage(task, {**ctx.params, "given": given_options(ctx)}, workers=default_workers(workers),
+                         draw=out is not None, output=output)
     from cnntool.data.sources import require_inputs
     from cnntool.data.video import VIDEO_EXTENSIONS
     from cnntool.data.writers import Recipe, plan_outputs, skipped_message
@@ -225,14 +232,22 @@ def video_command(
 def _task_from_model(spec: str) -> str:
     """The task a model does without --task, read from its registry entry or checkpoint (no weights loaded)."""
     from cnntool.infer.video import default_task
+
+    return default_task(_model_facts(spec)[0])
+
+
+def _model_facts(spec: str):
+    """``(task, entry)`` of a model spec, from its registry entry or checkpoint (no weights loaded)."""
     from cnntool.models.registry import get_entry, is_checkpoint_spec
 
     if is_checkpoint_spec(spec):
-        from cnntool.models.checkpoint import load_checkpoint
+        from cnntool.models.checkpoint import checkpoint_entry, load_checkpoint
         from cnntool.models.loading import resolve_checkpoint_path
 
-        return default_task(load_checkpoint(resolve_checkpoint_path(spec))["task"])
-    return default_task(get_entry(spec.partition(":")[0]).task)
+        ckpt = load_checkpoint(resolve_checkpoint_path(spec))
+        return ckpt["task"], checkpoint_entry(spec, ckpt)
+    entry = get_entry(spec.partition(":")[0])
+    return entry.task, entry
 
 
 # --- the stages ---------------------------------------------------------------------------------
@@ -268,6 +283,8 @@ def _build_stage(task: str, o: dict, *, workers: int, draw: bool, output) -> _St
         return _filter_stage(o, draw=draw)
     if task == "flow":
         return _flow_stage(model, o["method"], device=o["device"], draw=draw, output=output)
+    if task == "segment" and (o["method"] or not model):
+        return _classical_segment_stage(model, o, draw=draw)
     if not model:
         raise UsageError(f"--task {task} needs a model", hint="-m runs/NAME/best.pt, or a registry NAME:WEIGHTS")
     import torch
@@ -278,8 +295,14 @@ def _build_stage(task: str, o: dict, *, workers: int, draw: bool, output) -> _St
 
     device = resolve_device(o["device"])
     torch.manual_seed(0)  # a registry model's random weights are the same on every run (its model_identity)
-    loaded = load(model, task=MODEL_TASKS[task], device=str(device))
-    if task == "detect":
+    instance = task == "segment" and _is_instance_model(model)   # Mask R-CNN: a detector with masks
+    loaded = load(model, task="detection" if instance else MODEL_TASKS[task], device=str(device))
+    if task == "segment":
+        _refuse_segment_options(o, "instance" if instance else "semantic",
+                                uses={"batch_size", "imgsz", *(INSTANCE_DEFAULTS if instance else ())})
+    if instance:
+        stage = _instance_segment_stage(loaded, device, o, draw=draw, model_id=model_identity(model))
+    elif task == "detect":
         stage = _detect_stage(loaded, device, o, draw=draw, model_id=model_identity(model))
     else:
         from cnntool.cli._options import with_imgsz
@@ -315,19 +338,79 @@ def _classify_stage(loaded, device, o: dict, *, draw: bool, common: dict) -> _St
 
 
 def _segment_stage(loaded, device, o: dict, *, draw: bool, common: dict) -> _Stage:
-    from cnntool.infer.segment import draw_segmentation, segment_samples, segmentation_record
+    from cnntool.infer.segment import segment_samples
 
-    def run(samples):
-        return segment_samples(loaded, samples, device=device, batch_size=o["batch_size"])
+    return _Stage("segment", common, about=common["model"], prepare=loaded.preprocessing.resize,
+                  run=lambda samples: segment_samples(loaded, samples, device=device, batch_size=o["batch_size"]),
+                  finish=_segment_finish(draw, instances=False))
+
+
+#: Mask R-CNN's --conf, --iou and --max-det when not given: ``cnntool segment``'s (torchvision's defaults).
+INSTANCE_DEFAULTS = {"conf": 0.5, "iou": 0.5, "max_det": 100}
+
+
+def _is_instance_model(spec: str) -> bool:
+    """A detector that also predicts a mask per object (Mask R-CNN)."""
+    task, entry = _model_facts(spec)
+    return task == "detection" and any(head.endswith("mask_predictor") for head in entry.heads)
+
+
+def _refuse_segment_options(o: dict, kind: str, *, uses: set[str]) -> None:
+    """A --task segment option given to a kind of segmenting that does not use it is refused."""
+    if unused := sorted((o["given"] & TASK_OPTIONS["segment"]) - uses):
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise UsageError(f"{flags} {'does' if len(unused) == 1 else 'do'} nothing for --task segment with "
+                         f"{kind} {'methods' if kind == 'classical' else 'models'}",
+                         hint="leave it out (see --help for which options each way of segmenting uses)")
+
+
+def _segment_finish(draw: bool, *, instances: bool):
+    from cnntool.infer.segment import draw_segmentation, instance_records, segmentation_record
 
     def finish(sample, segmentation, files):
-        image = None
-        if draw:
-            image = draw_segmentation(sample.image, segmentation) if segmentation is not None else sample.image
-        return [segmentation_record(sample, segmentation)], image
+        image = (draw_segmentation(sample.image, segmentation) if segmentation is not None else sample.image) \
+            if draw else None
+        extra = instance_records(sample, segmentation) if instances else []
+        return [segmentation_record(sample, segmentation), *extra], image
 
-    return _Stage("segment", common, about=common["model"], prepare=loaded.preprocessing.resize, run=run,
-                  finish=finish)
+    return finish
+
+
+def _classical_segment_stage(model: str, o: dict, *, draw: bool) -> _Stage:
+    """--task segment --method M: a `cnntool segment` classical method (default settings) on every frame."""
+    from cnntool.errors import unknown_choice
+    from cnntool.infer.classical import METHODS
+    from cnntool.infer.segment import classical_classes, classical_samples
+
+    if model or not o["method"]:
+        raise UsageError("give a model (-m) or a classical method (--method), not both" if model else
+                         "--task segment needs a model or a classical method",
+                         hint="-m lraspp_mobilenet_v3_large:COCO_WITH_VOC_LABELS_V1, -m runs/NAME, or --method otsu")
+    if (method := o["method"].strip().lower()) not in METHODS:
+        raise unknown_choice("--method", method, METHODS)
+    _refuse_segment_options(o, "classical", uses={"method"})
+    classical_classes(method)  # a method that cannot run is a usage error before any video
+    return _Stage("segment", {"method": method}, about=method, finish=_segment_finish(draw, instances=True),
+                  run=lambda samples: classical_samples(samples, method=method))
+
+
+def _instance_segment_stage(loaded, device, o: dict, *, draw: bool, model_id: str) -> _Stage:
+    """--task segment with Mask R-CNN: its detections as a class mask and objects, as `cnntool segment`."""
+    from cnntool.infer.detect import detect_samples, input_preparer, set_input_size
+    from cnntool.infer.segment import segmentation_from_detections
+
+    if o["imgsz"] is not None:
+        from cnntool.cli._options import parse_imgsz
+
+        loaded = set_input_size(loaded, parse_imgsz(o["imgsz"]))
+    options = {name: o[name] if name in o["given"] else value for name, value in INSTANCE_DEFAULTS.items()}
+
+    def run(samples):
+        for sample, found in detect_samples(loaded, samples, device=device, batch_size=o["batch_size"], **options):
+            yield sample, segmentation_from_detections(found) if found is not None else None
+
+    return _Stage("segment", {"model": model_id, "preprocessing": loaded.preprocessing.to_dict(), **options},
+                  about=model_id, prepare=input_preparer(loaded), run=run, finish=_segment_finish(draw, instances=True))
 
 
 def _explain_stage(loaded, o: dict, *, workers: int, draw: bool, common: dict) -> _Stage:
@@ -366,6 +449,9 @@ def _explain_stage(loaded, o: dict, *, workers: int, draw: bool, common: dict) -
 
 def _clip_stage(loaded, device, o: dict, *, common: dict) -> _Stage:
     from cnntool.infer.video import classify_clips, frame_preprocessing
+
+    loaded.entry.check_clip_input(loaded.preprocessing, (loaded.checkpoint or {}).get("arch_kwargs"),
+                                  source=loaded.weights if loaded.source == "checkpoint" else None)
 
     def clips(samples):
         return classify_clips(loaded, samples, device=device, window=o["window"], window_stride=o["window_stride"],
@@ -533,11 +619,16 @@ class _Run:
             self._frames(item, reader, out_path)
 
     def _clips(self, item, reader) -> None:
+        from cnntool.errors import InputError, one_line
         from cnntool.infer.video import frame_samples
 
         counted = self._count(frame_samples(reader, item, prepare=self.stage.prepare))
-        for record in self.stage.clips(counted):
-            self.output.emit(record)
+        try:
+            for record in self.stage.clips(counted):
+                self.output.emit(record)
+        except Exception as exc:  # one video's failure is its error record; the run goes on
+            error = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {one_line(exc)}"
+            self.output.emit({"path": item.path, "verdict": False, "error": error})
 
     def _count(self, samples):
         for sample in samples:

@@ -27,9 +27,10 @@ Validation
 Problems with one annotation or one image skip it and are listed in :attr:`BoxDataset.skipped`
 as ``(file, reason)``, the reason naming the annotation (COCO id, or YOLO line number) and the
 image: a degenerate box (width or height <= 0), a box reaching more than the tolerance outside
-its image, an unknown category id or class index, a malformed annotation or line, a missing or
-unreadable image, a YOLO label file without an image. A box reaching outside its image by at
-most ``max(BOX_TOLERANCE_PX, BOX_TOLERANCE_FRACTION * side)`` is clipped to the image instead.
+its image, an unknown category id or class index, a malformed annotation, line or mask
+(:func:`~cnntool.data.segmentations.check_segmentation`), a missing or unreadable image, a YOLO
+label file without an image. A box reaching outside its image by at most
+``max(BOX_TOLERANCE_PX, BOX_TOLERANCE_FRACTION * side)`` is clipped to the image instead.
 Problems with the dataset as a whole are :class:`~cnntool.errors.DatasetError`: no such folder,
 unreadable or malformed JSON/YAML structure, duplicate image or category ids, no class names,
 no usable image at all. Images without objects are kept: they are negatives.
@@ -57,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntool.data.segmentations import check_segmentation
 from cnntool.errors import DatasetError, InputError, one_line, unknown_choice
 
 #: Model label = class index + BACKGROUND_OFFSET (torchvision's label 0 is the background).
@@ -471,8 +473,8 @@ def read_coco(json_path: str | os.PathLike, images_dir: str | os.PathLike, *,
             if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
                 out.skipped.append((where, f"{name} in {label}: 'bbox' must be [x, y, width, height], got {bbox!r}"))
                 continue
-            x, y, w, h = (float(v) for v in bbox)
-            box, reason = check_box([x, y, x + w, y + h], int(width), int(height))
+            box, reason = check_box([bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]], width, height)
+            reason = reason or check_segmentation(ann.get("segmentation"), width, height)
             if reason:
                 out.skipped.append((where, f"{name} in {label}: {reason}"))
                 continue

@@ -18,12 +18,15 @@ keep every prepared video in memory. Training augmentation is a
 clip and applied to each of its frames, so a clip is zoomed, shifted or rotated as a whole
 and its motion stays intact. (Never mirror direction classes: a flipped "left" is "right".)
 
-Optical flow for :func:`cnntool.models.video_nets.two_stream` (``motion="flow"``) comes from
-``flow=``, a function ``(prev, next) -> (H, W, 2)`` float flow (say
-``cnntool.infer.flow.FlowEstimator("dis")``), run on each clip after augmentation. The flow is
-appended as two uint8 channels, ``round(d * FLOW_SCALE) + FLOW_OFFSET`` (quarter-pixel steps,
-+-32 px), so a model whose normalisation for those channels is mean ``FLOW_OFFSET / 255`` and
-std ``FLOW_SCALE / 255`` sees the flow in pixels.
+Optical flow for a model that takes it (:func:`cnntool.models.video_nets.two_stream` with
+``motion="flow"``, whose :class:`~cnntool.data.preprocessing.Preprocessing` names the method in
+``flow``) is computed on each clip after augmentation, from each frame to the next, with
+:class:`OpenCVFlow` (DIS or Farneback, the estimators ``cnntool video --task flow`` uses too),
+or with any ``flow=`` function ``(prev, next) -> (H, W, 2)``. :func:`append_flow` adds it as two
+uint8 channels, ``round(d * FLOW_SCALE) + FLOW_OFFSET`` (quarter-pixel steps, +-32 px), so with
+the preprocessing's :meth:`~cnntool.data.preprocessing.Preprocessing.scale_and_offset` (mean
+``FLOW_OFFSET / 255`` and std ``FLOW_SCALE / 255`` for those channels) the model sees the flow in
+pixels. Clip classification (:func:`cnntool.infer.video.classify_clips`) appends the same flow.
 
 Example::
 
@@ -44,11 +47,113 @@ from typing import Any
 
 import numpy as np
 
+from cnntool.data.preprocessing import FLOW_METHODS, FLOW_OFFSET, FLOW_SCALE
 from cnntool.errors import DatasetError, InputError
 
-#: Flow channels hold ``round(d * FLOW_SCALE) + FLOW_OFFSET`` for a displacement ``d`` in pixels.
-FLOW_OFFSET = 128
-FLOW_SCALE = 4
+#: DIS presets (OpenCV's): faster presets stop at a coarser scale.
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+
+#: Farneback parameters: pyramid scale, levels, window, iterations, poly_n, poly_sigma. More
+#: levels and a larger window than OpenCV's sample (0.5, 3, 15, 3, 5, 1.2) reach larger motions.
+FARNEBACK_PARAMS = (0.5, 5, 21, 5, 7, 1.5)
+
+
+class OpenCVFlow:
+    """Dense optical flow with OpenCV: DIS (``medium`` preset by default) or Farneback, on
+    grayscale frames; ``(prev, next) -> float32 (H, W, 2)`` ``(dx, dy)`` in pixels.
+
+    The one implementation of the classical methods: clip datasets compute a flow model's input
+    with it, and :class:`cnntool.infer.flow.FlowEstimator` runs it for ``cnntool video --task
+    flow``. Safe to share between threads (each thread gets its own DIS instance).
+
+    Parameters
+    ----------
+    method : {"dis", "farneback"}
+    preset : {"ultrafast", "fast", "medium"}
+        DIS preset.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> import cv2
+    >>> scene = cv2.GaussianBlur(rng.uniform(0, 255, (64, 80)).astype(np.float32), (0, 0), 2).astype(np.uint8)
+    >>> flow = OpenCVFlow("dis")(scene, np.roll(scene, 3, axis=1))      # everything moves 3 px right
+    >>> flow.shape, bool(np.allclose(np.median(flow[8:-8, 8:-8], axis=(0, 1)), [3, 0], atol=0.2))
+    ((64, 80, 2), True)
+    """
+
+    def __init__(self, method: str = "dis", *, preset: str = "medium"):
+        import threading
+
+        from cnntool.errors import unknown_choice
+
+        if method not in FLOW_METHODS:
+            raise unknown_choice("flow method", method, FLOW_METHODS)
+        if preset not in DIS_PRESETS:
+            raise unknown_choice("DIS preset", preset, DIS_PRESETS)
+        self.method, self.preset = method, preset
+        self._local = threading.local()
+
+    def __call__(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
+        """Flow from ``prev`` to ``next`` (uint8 or [0, 1] floats, (H, W), (H, W, 1) or (H, W, 3) RGB)."""
+        import cv2
+
+        a, b = as_gray_uint8(prev), as_gray_uint8(next)
+        if a.shape != b.shape:
+            raise ValueError(f"frames differ in shape: {a.shape} and {b.shape}")
+        if self.method == "dis":
+            dis = getattr(self._local, "dis", None)
+            if dis is None:
+                dis = self._local.dis = cv2.DISOpticalFlow_create(
+                    getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{self.preset.upper()}"))
+            flow = dis.calc(a, b, None)
+        else:
+            flow = cv2.calcOpticalFlowFarneback(a, b, None, *FARNEBACK_PARAMS, 0)
+        return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def as_gray_uint8(image: np.ndarray) -> np.ndarray:
+    """A frame as uint8 (H, W) luma: uint8 or [0, 1] float input, (H, W), (H, W, 1) or RGB (H, W, 3).
+
+    Examples
+    --------
+    >>> as_gray_uint8(np.full((2, 2, 3), 0.5)).tolist()
+    [[128, 128], [128, 128]]
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        if not np.issubdtype(image.dtype, np.floating):
+            raise ValueError(f"frames must be uint8 or floats in [0, 1], not {image.dtype}")
+        image = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    if image.ndim == 3:
+        if image.shape[2] not in (1, 3):
+            raise ValueError(f"frames must be (H, W) or (H, W, 3), not {image.shape}")
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[2] == 3 else image[:, :, 0]
+    elif image.ndim != 2:
+        raise ValueError(f"frames must be (H, W) or (H, W, 3), not {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def append_flow(clip: np.ndarray, flow: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """uint8 clip (T, H, W, C) -> (T, H, W, C + 2): the flow from each frame to the next, quantised
+    (``round(d * FLOW_SCALE) + FLOW_OFFSET``, clipped to 0..255), after the image channels; the last
+    frame's flow is zero. Returns a new array.
+
+    Examples
+    --------
+    >>> clip = np.zeros((3, 16, 16, 3), np.uint8); clip[:, 4:8, 4:8] = 255
+    >>> out = append_flow(clip, OpenCVFlow("farneback"))
+    >>> out.shape, int(out[2, :, :, 3:].min()), int(out[2, :, :, 3:].max())
+    ((3, 16, 16, 5), 128, 128)
+    """
+    clip = np.asarray(clip)
+    out = np.full(clip.shape[:3] + (2,), FLOW_OFFSET, np.uint8)
+    for t in range(len(clip) - 1):
+        field = np.asarray(flow(clip[t], clip[t + 1]), np.float32)
+        out[t] = np.clip(np.rint(field * FLOW_SCALE) + FLOW_OFFSET, 0, 255).astype(np.uint8)
+    return np.concatenate([clip, out], axis=3)
 
 
 def index_video_folder(root: str | os.PathLike, *, classes: Sequence[str] | None = None):
@@ -269,7 +374,7 @@ class ClipDataset:
         if params is not None:
             clip = np.stack([self.augment.apply(frame, params) for frame in clip])
         if self.flow is not None:
-            clip = np.concatenate([clip, self._flow_channels(clip)], axis=3)
+            clip = append_flow(clip, self.flow)
         return clip
 
     def _read_frames(self, path: str, wanted: np.ndarray) -> np.ndarray:
@@ -292,14 +397,6 @@ class ClipDataset:
         if missing:
             raise InputError(f"{path}: frames {sorted(missing)[:3]} could not be read again")
         return np.stack([found[i] for i in wanted.tolist()])
-
-    def _flow_channels(self, clip: np.ndarray) -> np.ndarray:
-        """uint8 (T, H, W, 2): the quantised flow from each frame to the next (zero for the last)."""
-        out = np.full(clip.shape[:3] + (2,), FLOW_OFFSET, np.uint8)
-        for t in range(len(clip) - 1):
-            flow = np.asarray(self.flow(clip[t], clip[t + 1]), np.float32)
-            out[t] = np.clip(np.rint(flow * FLOW_SCALE) + FLOW_OFFSET, 0, 255).astype(np.uint8)
-        return out
 
 
 @dataclass
@@ -351,7 +448,8 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
     windows : int
         Evaluation clips per validation/test video.
     flow : callable, optional
-        See :class:`ClipDataset`.
+        See :class:`ClipDataset`. Default: :class:`OpenCVFlow` with the preprocessing's ``flow``
+        method when it names one (a model that takes optical flow), else no flow.
     cache, verify, workers
         See :class:`ClipDataset`.
     rank, world_size : int
@@ -376,9 +474,11 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
     from cnntool.data.transforms import TrainTransform
 
     frames = frames or preprocessing.frames
+    if flow is None and preprocessing.flow:
+        flow = OpenCVFlow(preprocessing.flow)
     if not frames:
         raise ValueError("give frames, or a preprocessing whose input_size is (C, T, H, W)")
-    per_frame = dataclasses.replace(preprocessing, input_size=(preprocessing.channels, *preprocessing.size))
+    per_frame = dataclasses.replace(preprocessing, input_size=(preprocessing.channels, *preprocessing.size), flow=None)
     splits = find_splits(root)
     if "val" in splits and "train" not in splits:
         raise DatasetError(f"{root} has val/ but no train/ folder", hint="add train/, or drop val/ and use --val-split")

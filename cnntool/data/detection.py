@@ -77,6 +77,11 @@ class DetectionAugment:
     crop : float
         Probability of ``RandomIoUCrop`` (SSD's zoom-in: a crop keeping objects with a minimum
         IoU); images without objects are never cropped.
+    crop_scale : (float, float)
+        The crop's area as a fraction of the image's, at least and at most (each side is drawn
+        between the square roots); the default is ``RandomIoUCrop``'s sides of 0.3 to 1.
+    crop_ratio : (float, float)
+        The crop's width / height, at least and at most (``RandomIoUCrop``'s default 0.5 to 2).
     color : float
         Brightness, contrast and saturation jitter (``ColorJitter`` factors in
         ``[1 - color, 1 + color]``); 0 turns it off.
@@ -93,6 +98,8 @@ class DetectionAugment:
     zoom_out: float = 0.0
     zoom_out_max: float = 1.5
     crop: float = 0.0
+    crop_scale: tuple[float, float] = (0.09, 1.0)
+    crop_ratio: tuple[float, float] = (0.5, 2.0)
     color: float = 0.0
     hue: float = 0.0
 
@@ -102,6 +109,10 @@ class DetectionAugment:
                 raise ValueError(f"{name} is a probability between 0 and 1")
         if self.zoom_out_max < 1.0:
             raise ValueError("zoom_out_max must be at least 1")
+        if not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise ValueError("crop_scale must be (min, max) with 0 < min <= max <= 1")
+        if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError("crop_ratio must be (min, max) with 0 < min <= max")
         if not 0.0 <= self.color < 1.0 or not 0.0 <= self.hue <= 0.5:
             raise ValueError("color must lie in [0, 1) and hue in [0, 0.5]")
 
@@ -125,7 +136,11 @@ class DetectionAugment:
         if self.zoom_out:
             steps.append(v2.RandomZoomOut(fill={tv_tensors.Image: ZOOM_OUT_FILL, "others": 0},
                                           side_range=(1.0, self.zoom_out_max), p=self.zoom_out))
-        crop = v2.RandomApply([v2.RandomIoUCrop()], p=self.crop) if self.crop else None
+        crop = None
+        if self.crop:
+            (low, high), (narrow, wide) = self.crop_scale, self.crop_ratio
+            crop = v2.RandomApply([v2.RandomIoUCrop(min_scale=math.sqrt(low), max_scale=math.sqrt(high),
+                                                    min_aspect_ratio=narrow, max_aspect_ratio=wide)], p=self.crop)
         return v2.Compose(steps) if steps else None, crop
 
 

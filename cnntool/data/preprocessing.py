@@ -38,6 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 
 RESIZE_MODES = ("stretch", "crop", "shorter", "none")
+#: Optical flow methods a clip model can take as input channels (OpenCV's: deterministic, on the
+#: CPU, in :func:`cnntool.data.clips.opencv_flow`), and the one a flow model gets by default.
+FLOW_METHODS = ("dis", "farneback")
+DEFAULT_FLOW = "dis"
+#: Flow channels hold ``round(d * FLOW_SCALE) + FLOW_OFFSET`` (uint8) for a displacement ``d`` in
+#: pixels: quarter-pixel steps, +-32 px; normalised with mean ``FLOW_OFFSET / 255`` and std
+#: ``FLOW_SCALE / 255``, the model sees the flow in pixels.
+FLOW_OFFSET = 128
+FLOW_SCALE = 4
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 #: A model input larger than this many values per image is refused as malformed metadata
 #: (3 x 4096 x 4096; a checkpoint saying 3 x 100000 x 100000 must not allocate 120 GB).
@@ -70,6 +79,11 @@ class Preprocessing:
     frame_stride : int
         Clip models: the model sees every ``frame_stride``-th frame of the video (its T frames
         span ``T x frame_stride`` source frames).
+    flow : {"dis", "farneback"} or None
+        Clip models that take optical flow: the method whose flow from each frame to the next
+        follows the C image channels as two more (``dx``, ``dy``; quantised as
+        :data:`FLOW_SCALE` and :data:`FLOW_OFFSET` say, zero for the last frame). C and
+        ``mean``/``std`` stay the image's; :attr:`model_input_size` is what the model takes.
     """
 
     input_size: tuple[int, ...]
@@ -80,6 +94,7 @@ class Preprocessing:
     interpolation: str = "bilinear"
     normalize_in_model: bool = False
     frame_stride: int = 1
+    flow: str | None = None
 
     # --- shape ---------------------------------------------------------------------------------
     @property
@@ -90,6 +105,18 @@ class Preprocessing:
     def frames(self) -> int | None:
         """Frames per clip (T) for clip models, None for image models."""
         return int(self.input_size[1]) if len(self.input_size) == 4 else None
+
+    @property
+    def model_input_size(self) -> tuple[int, ...]:
+        """The input the model takes: :attr:`input_size` with the two flow channels added when
+        it takes optical flow.
+
+        Examples
+        --------
+        >>> Preprocessing((3, 8, 32, 32), (0.5,) * 3, (0.25,) * 3, flow="dis").model_input_size
+        (5, 8, 32, 32)
+        """
+        return (self.channels + (2 if self.flow else 0), *self.input_size[1:])
 
     @property
     def size(self) -> tuple[int, int]:
@@ -147,6 +174,8 @@ class Preprocessing:
         d["mean"], d["std"] = list(self.mean), list(self.std)
         if isinstance(self.resize_size, tuple):
             d["resize_size"] = list(self.resize_size)
+        if d["flow"] is None:  # the field of flow models only: every other dict stays as it was
+            del d["flow"]
         return d
 
     @classmethod
@@ -196,8 +225,11 @@ class Preprocessing:
         frame_stride = data.get("frame_stride", 1)
         if not (isinstance(frame_stride, int) and not isinstance(frame_stride, bool) and 1 <= frame_stride <= 64):
             raise ValueError(f"frame_stride must be a whole number from 1 to 64, not {frame_stride!r}")
+        flow = data.get("flow")
+        if flow is not None and (flow not in FLOW_METHODS or len(size) != 4):
+            raise ValueError(f"flow must be one of {', '.join(FLOW_METHODS)} for a clip model, or null, not {flow!r}")
         return cls(resize_mode=mode, resize_size=resize, interpolation=interpolation, normalize_in_model=in_model,
-                   frame_stride=frame_stride, **values)
+                   frame_stride=frame_stride, flow=flow, **values)
 
     # --- pixels ----------------------------------------------------------------------------------
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -334,10 +366,22 @@ class Preprocessing:
         return np.clip(img.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
     def scale_and_offset(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(mean, std) to apply to a batch scaled to [0, 1]: (0, 1) when the model normalises itself."""
+        """(mean, std) to apply to a batch scaled to [0, 1]: (0, 1) when the model normalises itself;
+        a flow model's two flow channels follow, scaled to pixels.
+
+        Examples
+        --------
+        >>> mean, std = Preprocessing((3, 4, 8, 8), (0.5,) * 3, (0.25,) * 3, flow="dis").scale_and_offset()
+        >>> [round(v * 255, 3) for v in mean[3:]], [round(v * 255, 3) for v in std[3:]]
+        ([128.0, 128.0], [4.0, 4.0])
+        """
         if self.normalize_in_model:
-            return (0.0,) * self.channels, (1.0,) * self.channels
-        return self.mean, self.std
+            mean, std = (0.0,) * self.channels, (1.0,) * self.channels
+        else:
+            mean, std = self.mean, self.std
+        if self.flow:
+            mean, std = (*mean, *(FLOW_OFFSET / 255,) * 2), (*std, *(FLOW_SCALE / 255,) * 2)
+        return mean, std
 
 
 def seen_mask(shape: tuple[int, int], seen: tuple[float, ...]) -> np.ndarray:

@@ -50,6 +50,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from cnntool.errors import InputError, UsageError, one_line
+from cnntool.models.detector_size import sized_transform, working_size
 
 #: Below this score nothing is evaluated: with ``--eval`` the model scores down to here (mAP needs
 #: the whole ranking, as COCO's evaluation and Ultralytics' ``val`` do), and ``--conf`` only
@@ -150,24 +151,6 @@ def resolve_classes(wanted: Iterable, names: Sequence[str]) -> list[int]:
 
 # --- the model's working size -------------------------------------------------------------------
 
-def working_size(model) -> tuple[int | None, int | None, tuple[int, int] | None]:
-    """``(min_size, max_size, fixed_size)`` of a torchvision detector's internal resize
-    (``model.transform``), or Nones for a model without one.
-
-    Examples
-    --------
-    >>> from cnntool.models.detectors import tiny_fcos
-    >>> working_size(tiny_fcos(num_classes=2))
-    (160, 320, None)
-    """
-    transform = getattr(model, "transform", None)
-    if transform is None or not hasattr(transform, "min_size"):
-        return None, None, None
-    fixed = getattr(transform, "fixed_size", None)
-    return (int(transform.min_size[-1]), int(transform.max_size),
-            (int(fixed[0]), int(fixed[1])) if fixed is not None else None)
-
-
 def set_input_size(loaded, size: tuple[int, int]):
     """The loaded detector resizing images to ``size`` (``--imgsz``; the model is changed in place).
 
@@ -182,19 +165,15 @@ def set_input_size(loaded, size: tuple[int, int]):
     >>> working_size(set_input_size(load("tiny_fcos"), (240, 240)).model)
     (240, 480, None)
     """
-    min_size, max_size, fixed = working_size(loaded.model)
-    if min_size is None:
-        raise UsageError(f"{loaded.entry.name} has no input size to set", hint="leave --imgsz out")
+    try:
+        short, long, fixed = sized_transform(loaded.model, size)
+    except ValueError:
+        raise UsageError(f"{loaded.entry.name} has no input size to set", hint="leave --imgsz out") from None
     height, width = int(size[0]), int(size[1])
     transform = loaded.model.transform
     if fixed is not None:
-        transform.fixed_size = (height, width)
-        transform.min_size, transform.max_size = (min(height, width),), max(height, width)
-    else:
-        short, long = min(height, width), max(height, width)
-        if height == width:
-            long = max(short, round(short * max_size / min_size))
-        transform.min_size, transform.max_size = (short,), long
+        transform.fixed_size = fixed
+    transform.min_size, transform.max_size = (short,), long
     return dataclasses.replace(loaded, preprocessing=loaded.preprocessing.with_size((height, width)))
 
 

@@ -22,6 +22,9 @@ Methods
     to a multiple of 8 pixels, and to at least 128 (its correlation pyramid's minimum), and
     the flow is cropped back.
 
+DIS and Farneback run through :class:`cnntool.data.clips.OpenCVFlow`, the same code that
+computes the flow channels of a two-stream model's input, in training and in ``cnntool video``.
+
 Examples
 --------
 >>> rng = np.random.default_rng(0)
@@ -42,16 +45,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cnntool.data.clips import DIS_PRESETS, OpenCVFlow
 from cnntool.errors import UsageError, unknown_choice
 
 METHODS = ("dis", "farneback", "raft")
-
-#: DIS presets (OpenCV's): faster presets stop at a coarser scale.
-DIS_PRESETS = ("ultrafast", "fast", "medium")
-
-#: Farneback parameters: pyramid scale, levels, window, iterations, poly_n, poly_sigma. More
-#: levels and a larger window than OpenCV's sample (0.5, 3, 15, 3, 5, 1.2) reach larger motions.
-FARNEBACK_PARAMS = (0.5, 5, 21, 5, 7, 1.5)
 
 #: RAFT refinement iterations (torchvision's default).
 RAFT_UPDATES = 12
@@ -104,7 +101,7 @@ class FlowEstimator:
         self.num_flow_updates = int(num_flow_updates)
         self.model = model
         self.device = None
-        self._dis = None
+        self._opencv = OpenCVFlow(method, preset=preset) if method != "raft" else None
         if method == "raft":
             if model is None:
                 raise UsageError("--method raft needs a RAFT model", hint="use -m raft_small or -m raft_large")
@@ -126,16 +123,7 @@ class FlowEstimator:
             raise ValueError(f"frames must be (H, W) or (H, W, 3), not {prev.shape}")
         if self.method == "raft":
             return self._raft(_as_rgb_uint8(prev), _as_rgb_uint8(next))
-        import cv2
-
-        a, b = _as_gray_uint8(prev), _as_gray_uint8(next)
-        if self.method == "dis":
-            if self._dis is None:
-                self._dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{self.preset.upper()}"))
-            flow = self._dis.calc(a, b, None)
-        else:
-            flow = cv2.calcOpticalFlowFarneback(a, b, None, *FARNEBACK_PARAMS, 0)
-        return np.ascontiguousarray(flow, dtype=np.float32)
+        return self._opencv(prev, next)
 
     def _raft(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
         import torch
@@ -244,15 +232,6 @@ def flow_stats(flow: np.ndarray) -> FlowStats:
     magnitude = np.hypot(flow[..., 0], flow[..., 1])
     return FlowStats(float(magnitude.mean()), float(magnitude.max()), float(flow[..., 0].mean()),
                      float(flow[..., 1].mean()))
-
-
-def _as_gray_uint8(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    image = _as_uint8(image)
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[2] == 3 else image[:, :, 0]
-    return np.ascontiguousarray(image)
 
 
 def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:

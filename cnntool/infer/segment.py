@@ -609,8 +609,10 @@ def write_evaluation(summary: dict, out_dir, recipe) -> list[str]:
 class InstanceEvaluation:
     """An instance model's masks scored against COCO ground truth with segmentations: mask mAP
     by pycocotools (``iouType="segm"``). ``truth`` is a :class:`~cnntool.data.boxes.BoxDataset`
-    (``load_boxes(..., check_files=False)``); inputs are matched to its images by path, classes by
-    name (detections of other classes are left out, ``dropped``)."""
+    (``load_boxes(..., check_files=False)``); inputs are matched to its images by path (each
+    image of the truth at most once), classes by name (detections of other classes are left out,
+    ``dropped``). ``results`` holds every detection scored, in COCO's results format with the
+    truth's image and category ids: pycocotools' ``COCOeval`` on it gives the same mAP."""
 
     def __init__(self, truth, names: Sequence[str]):
         from cnntool.metrics.detection import DetectionEvaluator
@@ -627,14 +629,19 @@ class InstanceEvaluation:
         self.evaluator = DetectionEvaluator(classes, iou_type="segm")
         self.unmatched: list[str] = []
         self.dropped = 0
+        self.seen: dict[int, str] = {}
+        self.results: list[dict] = []
 
     def add(self, sample, detections) -> str | None:
         """Score one image's detections (with ``masks``); returns why it was left out, or None."""
         from cnntool.metrics.detection import ground_truth
+        from cnntool.metrics.segmentation import coco_segm_results
 
         image = self.truth.lookup(sample.path)
         if image is None:
             reason = "no ground truth for it"
+        elif image.image_id in self.seen:
+            reason = f"its ground truth ({image.file_name}) was already matched by {self.seen[image.image_id]}"
         elif tuple(sample.size) != (image.height, image.width):
             reason = f"it is {sample.size[1]}x{sample.size[0]} pixels, its ground truth {image.width}x{image.height}"
         elif image.segmentation is None or any(s is None for s in image.segmentation):
@@ -644,12 +651,15 @@ class InstanceEvaluation:
         if reason is not None:
             self.unmatched.append(f"{sample.path}: {reason}")
             return reason
+        self.seen[image.image_id] = sample.path
         mapped = self.mapping[detections.labels] if len(detections.labels) else np.zeros(0, np.int64)
         keep = mapped >= 0
         self.dropped += int((~keep).sum())
         masks = detections.masks[keep] if detections.masks is not None else np.zeros((0, *sample.size), bool)
         self.evaluator.update([{"boxes": detections.boxes[keep], "scores": detections.scores[keep],
                                 "labels": mapped[keep], "masks": masks}], [ground_truth(image)])
+        self.results += coco_segm_results(image.image_id, masks, mapped[keep].tolist(),
+                                          detections.scores[keep].tolist(), category_ids=self.truth.category_ids)
         return None
 
     def summary(self) -> dict:

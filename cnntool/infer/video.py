@@ -13,8 +13,9 @@ Two things are video's own:
   ``frame_stride`` apart, so a window of ``T x frame_stride`` frames; windows step by
   ``window_stride`` (default: the window, no overlap), and a last window ends on the last frame
   so no frame is left out. Frames are prepared exactly as the clip datasets' evaluation path
-  does (:func:`frame_preprocessing`, :func:`window_indices`), one record per window, then a
-  verdict: the mean of the windows' class probabilities.
+  does (:func:`frame_preprocessing`, :func:`window_indices`), with the same optical flow
+  channels when the model takes flow (its preprocessing's ``flow``), one record per window,
+  then a verdict: the mean of the windows' class probabilities.
 - **Optical flow** (:func:`frame_flows`): the flow from each frame to the next, summed up per
   pair (:func:`cnntool.infer.flow.flow_stats`).
 
@@ -326,7 +327,7 @@ def frame_preprocessing(preprocessing):
     """
     import dataclasses
 
-    return dataclasses.replace(preprocessing, input_size=(preprocessing.channels, *preprocessing.size))
+    return dataclasses.replace(preprocessing, input_size=(preprocessing.channels, *preprocessing.size), flow=None)
 
 
 def window_indices(window: int, *, frames: int, length: int | None = None) -> np.ndarray:
@@ -440,21 +441,43 @@ def classify_clips(loaded, samples: Iterable[Sample], *, device, window: int | N
         ``score`` and ``topk``; or, for a video that breaks (or has no frames), an ``error``
         record instead.
 
+    Raises
+    ------
+    UsageError
+        At the call, before any frame is read: a clip the model cannot take
+        (:meth:`~cnntool.models.registry.ModelEntry.check_clip_input`: MViT's 16 frames, S3D's 14...).
+
+    Notes
+    -----
+    A model that takes optical flow (``preprocessing.flow``) gets it appended to each window's
+    clip by :func:`cnntool.data.clips.append_flow` with the method its preprocessing names, as
+    its training clips had it.
+
     Examples
     --------
     >>> records = list(classify_clips(load("runs/c3d/best.pt"), samples, device=torch.device("cpu")))  # doctest: +SKIP
     >>> records[-1]["verdict"], records[-1]["label"]  # doctest: +SKIP
     (True, 'left')
     """
+    pre = loaded.preprocessing
+    if not pre.frames:
+        raise ValueError("classify_clips needs a clip model, whose input is (C, T, H, W)")
+    loaded.entry.check_clip_input(pre, (loaded.checkpoint or {}).get("arch_kwargs"),
+                                  source=loaded.weights if loaded.source == "checkpoint" else None)
+    return _classify_clips(loaded, samples, device=device, window=window, window_stride=window_stride,
+                           batch_size=batch_size, topk=topk, threshold=threshold)
+
+
+def _classify_clips(loaded, samples, *, device, window, window_stride, batch_size, topk, threshold) -> Iterator[dict]:
     import torch
 
+    from cnntool.data.clips import OpenCVFlow, append_flow
     from cnntool.data.transforms import normalize_batch
     from cnntool.device import amp_dtype, to_channels_last, use_amp, use_channels_last
 
     pre = loaded.preprocessing
     frames = pre.frames
-    if not frames:
-        raise ValueError("classify_clips needs a clip model, whose input is (C, T, H, W)")
+    flow = OpenCVFlow(pre.flow) if pre.flow else None
     window = window or frames * pre.frame_stride
     classes = list(loaded.classes)
     amp = use_amp(device, None)
@@ -467,7 +490,8 @@ def classify_clips(loaded, samples: Iterable[Sample], *, device, window: int | N
 
     def run(group: list[ClipWindow]) -> Iterator[dict]:
         nonlocal probs_sum, count
-        x = torch.from_numpy(np.ascontiguousarray(np.stack([w.clip for w in group]).transpose(0, 4, 1, 2, 3)))
+        clips = [append_flow(w.clip, flow) if flow is not None else w.clip for w in group]
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(clips).transpose(0, 4, 1, 2, 3)))
         x = normalize_batch(x.to(device), *pre.scale_and_offset())
         with torch.inference_mode(), (torch.autocast(device_type=device.type, dtype=amp_dtype(device))
                                       if amp else nullcontext()):

@@ -63,8 +63,10 @@ register(ModelEntry(
 register(ModelEntry(
     name="two_stream", task="video", builder="cnntool.models.video_nets:two_stream", family="two_stream",
     preprocessing=_clip(), num_classes=10, head="fc", first_conv="spatial.features.0.0",
-    reference_params=579_914, builder_kwargs={"frames": 8},
-    description="Two streams: the middle frame, and the motion (stacked frame differences), fused",
+    reference_params=579_914, builder_kwargs={"frames": 8}, min_frames=2, frames_kwarg="frames",
+    flow_kwarg=("motion", "flow"),
+    description="Two streams: the middle frame, and the motion (stacked frame differences, or DIS optical "
+                "flow with --arch-arg motion=flow), fused",
 ))
 register(ModelEntry(
     name="single_frame", task="video", builder="cnntool.models.video_nets:single_frame", family="single_frame",

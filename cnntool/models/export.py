@@ -343,7 +343,7 @@ def sample_inputs(preprocessing, *, task: str, batch: int = 1, seed: int = 0):
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    size = tuple(preprocessing.input_size)
+    size = tuple(preprocessing.model_input_size)  # a flow model's clips carry 2 flow channels more
     x = torch.rand((1 if task == "detection" else batch, *size), generator=generator)
     mean, std = preprocessing.scale_and_offset()
     shape = (1, -1) + (1,) * (len(size) - 1)
@@ -371,14 +371,14 @@ def export_bytes(model, preprocessing, *, task: str, format: str, opset: int | N
             data, exporter = _torchscript(model, example, task)
             opset_written = None  # a scripted detector takes any size, a traced model any batch
             shape = [preprocessing.channels, "height", "width"] if task == "detection" else \
-                ["batch", *preprocessing.input_size]
+                ["batch", *preprocessing.model_input_size]
             notes = []
         else:
             data, exporter, notes = _onnx(model, example, task=task, opset=opset, dynamic_batch=dynamic_batch,
                                           input_names=input_names, output_names=output_names)
             opset_written = _onnx_opset(data)
             shape = list(preprocessing.input_size) if task == "detection" else \
-                ["batch" if dynamic_batch else 1, *preprocessing.input_size]
+                ["batch" if dynamic_batch else 1, *preprocessing.model_input_size]
     seconds = time.perf_counter() - start
     if format == "onnx" and opset is not None and opset_written != opset:
         raise RuntimeError(f"asked for opset {opset}, the exporter wrote opset {opset_written}")

@@ -191,8 +191,11 @@ def _from_checkpoint(path: Path, task: str | None) -> LoadedModel:
     ckpt = load_checkpoint(path)
     _check_task(str(path), ckpt["task"], task)
     entry, model = build_from_checkpoint(ckpt, path)
+    preprocessing = checkpoint_preprocessing(ckpt, entry)
+    if preprocessing.frames is not None:  # a clip model: the frames and flow it takes (exit 2 otherwise)
+        entry.check_clip_input(preprocessing, ckpt.get("arch_kwargs"), source=str(path))
     return LoadedModel(model=model.eval(), entry=entry, task=ckpt["task"], classes=list(ckpt["classes"]),
-                       preprocessing=checkpoint_preprocessing(ckpt, entry), source="checkpoint",
+                       preprocessing=preprocessing, source="checkpoint",
                        weights=str(path), checkpoint=checkpoint_meta(ckpt))
 
 

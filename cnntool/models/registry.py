@@ -82,6 +82,18 @@ class ModelEntry:
         One line for listings.
     builder_kwargs : dict
         Fixed keyword arguments for the builder (``aux_logits=False``...).
+    min_frames, exact_frames : int or None
+        Clip models' input contract on T, the frames per clip: at least ``min_frames`` (S3D's
+        pooling needs 14), or exactly ``exact_frames`` (MViT's positional embeddings are sized
+        for 16). :meth:`check_clip_input` enforces it wherever a clip model is trained or loaded.
+    frames_kwarg : str or None
+        The builder keyword that sets T when the model is built for one clip length (two-stream's
+        ``frames``): the model then takes exactly that many frames (``--arch-arg frames=N``
+        changes the clip length of a run).
+    flow_kwarg : (str, str) or None
+        ``(keyword, value)``: built with ``keyword=value`` the model takes optical flow as two more
+        input channels after the image's (two-stream's ``("motion", "flow")``); its
+        preprocessing then names the flow method (:attr:`Preprocessing.flow`).
     """
 
     name: str
@@ -100,6 +112,10 @@ class ModelEntry:
     torchvision_name: str | None = None
     description: str = ""
     builder_kwargs: dict = field(default_factory=dict)
+    min_frames: int | None = None
+    exact_frames: int | None = None
+    frames_kwarg: str | None = None
+    flow_kwarg: tuple[str, str] | None = None
 
     @property
     def input_size(self) -> tuple[int, ...]:
@@ -110,6 +126,95 @@ class ModelEntry:
     def heads(self) -> tuple[str, ...]:
         """Every layer sized by the classes: :attr:`head` then :attr:`extra_heads`."""
         return ((self.head,) if self.head else ()) + tuple(self.extra_heads)
+
+    def takes_flow(self, kwargs: dict | None = None) -> bool:
+        """Whether the model built with ``kwargs`` (on top of :attr:`builder_kwargs`) takes
+        optical-flow channels (:attr:`flow_kwarg`)."""
+        if self.flow_kwarg is None:
+            return False
+        key, value = self.flow_kwarg
+        return {**self.builder_kwargs, **(kwargs or {})}.get(key) == value
+
+    def clip_preprocessing(self, preprocessing: Preprocessing, kwargs: dict | None = None) -> Preprocessing:
+        """``preprocessing`` for the model built with ``kwargs``: T from :attr:`frames_kwarg`
+        when given, the default flow method when the model takes flow (:attr:`flow_kwarg`), none
+        when it does not; then checked (:meth:`check_clip_input`). Image models' is returned as is.
+
+        Examples
+        --------
+        >>> p = get_entry("two_stream").clip_preprocessing(get_entry("two_stream").preprocessing,
+        ...                                                {"frames": 6, "motion": "flow"})
+        >>> p.frames, p.flow
+        (6, 'dis')
+        """
+        import dataclasses
+
+        if not preprocessing.frames:
+            return preprocessing
+        kwargs = dict(kwargs or {})
+        if self.frames_kwarg is not None and self.frames_kwarg in kwargs:
+            frames = kwargs[self.frames_kwarg]
+            if not (isinstance(frames, int) and not isinstance(frames, bool) and frames >= 1):
+                from cnntool.errors import UsageError
+
+                raise UsageError(f"{self.name}: {self.frames_kwarg} must be a whole number of frames, not {frames!r}")
+            size = preprocessing.input_size
+            preprocessing = dataclasses.replace(preprocessing, input_size=(size[0], frames, *size[2:]))
+        if self.takes_flow(kwargs) != bool(preprocessing.flow):
+            from cnntool.data.preprocessing import DEFAULT_FLOW
+
+            preprocessing = dataclasses.replace(preprocessing, flow=DEFAULT_FLOW if self.takes_flow(kwargs) else None)
+        self.check_clip_input(preprocessing, kwargs)
+        return preprocessing
+
+    def check_clip_input(self, preprocessing: Preprocessing, kwargs: dict | None = None, *,
+                         source: str | None = None) -> None:
+        """Refuse a clip input the model cannot take: T against :attr:`min_frames`,
+        :attr:`exact_frames` and the T the model was built for (:attr:`frames_kwarg`), and the
+        flow channels against what the model takes (:attr:`flow_kwarg`).
+
+        Parameters
+        ----------
+        preprocessing : Preprocessing
+        kwargs : dict, optional
+            The builder keywords the model was (or will be) built with (a checkpoint's ``arch_kwargs``).
+        source : str, optional
+            Where the preprocessing comes from (a checkpoint path), named in the message.
+
+        Raises
+        ------
+        UsageError
+            One line naming the model, the frames it takes and the frames it was given.
+
+        Examples
+        --------
+        >>> from cnntool.data.preprocessing import Preprocessing
+        >>> get_entry("mvit_v1_b").check_clip_input(Preprocessing((3, 8, 224, 224), (0.45,) * 3, (0.225,) * 3))
+        Traceback (most recent call last):
+        ...
+        cnntool.errors.UsageError: mvit_v1_b takes clips of exactly 16 frames, not 8
+        """
+        frames = preprocessing.frames
+        if frames is None:
+            return
+        from cnntool.errors import UsageError
+
+        where = f"{source}: " if source else ""
+        exact = self.exact_frames
+        if self.frames_kwarg is not None:
+            exact = {**self.builder_kwargs, **(kwargs or {})}.get(self.frames_kwarg, exact)
+        if exact is not None and frames != exact:
+            raise UsageError(f"{where}{self.name} takes clips of exactly {exact} frames, not {frames}",
+                             hint=f"use {exact} frames (its preprocessing's T), or another video model")
+        if self.min_frames is not None and frames < self.min_frames:
+            raise UsageError(f"{where}{self.name} takes clips of at least {self.min_frames} frames, not {frames}",
+                             hint=f"use {self.min_frames} or more frames, or another video model")
+        if self.takes_flow(kwargs) and not preprocessing.flow:
+            raise UsageError(f"{where}{self.name} takes optical flow channels, but its preprocessing names no "
+                             f"flow method", hint="retrain it with this cnntool (its flow input was never computed)")
+        if preprocessing.flow and not self.takes_flow(kwargs):
+            raise UsageError(f"{where}{self.name} as built takes no optical flow, but its preprocessing adds "
+                             f"{preprocessing.flow} flow channels", hint="the file was changed: retrain it")
 
     def builder_fn(self) -> Callable[..., Any]:
         if callable(self.builder):
@@ -198,6 +303,8 @@ def register(entry: ModelEntry) -> ModelEntry:
         raise ValueError(f"{entry.name}: task must be one of {TASKS}")
     if not isinstance(entry.preprocessing, Preprocessing):
         raise ValueError(f"{entry.name}: preprocessing must be a Preprocessing")
+    if entry.preprocessing.frames is not None:  # an entry keeps its own input contract
+        entry.check_clip_input(entry.preprocessing)
     _REGISTRY[entry.name] = entry
     return entry
 

@@ -210,7 +210,7 @@ def summarize(model, input_size, *, depth: int | None = None, model_name: str = 
 
 
 def summarize_entry(entry, input_size, *, num_classes: int | None = None, depth: int | None = None,
-                    **kwargs) -> ModelSummary:
+                    arch_kwargs: dict | None = None) -> ModelSummary:
     """:func:`summarize` the registry ``entry`` built for ``input_size`` (its channels) and ``num_classes``.
 
     Built on the meta device; on the CPU (random init) if an operator has no meta kernel.
@@ -221,6 +221,7 @@ def summarize_entry(entry, input_size, *, num_classes: int | None = None, depth:
     >>> summarize_entry(get_entry("lenet5"), (1, 32, 32)).output_shape
     '10'
     """
+    kwargs = dict(arch_kwargs or {})  # the builder's options (a U-Net's own depth is not the table's)
     wording = dict(depth=depth, model_name=entry.name,
                    hint=f"its default input is {format_size(entry.input_size)}; give another --input")
     try:
@@ -307,7 +308,7 @@ def summarize_spec(spec: str, *, input_text: str | None = None, depth: int | Non
         num_classes, kwargs = None, {}
     if input_text is not None:
         input_size = parse_input_size(input_text, default=input_size)
-    return summarize_entry(entry, input_size, num_classes=num_classes, depth=depth, **kwargs)
+    return summarize_entry(entry, input_size, num_classes=num_classes, depth=depth, arch_kwargs=kwargs)
 
 
 def describe_entry(spec: str) -> dict:

@@ -13,7 +13,8 @@ scores (N, num_classes); every builder has the registry signature
   over the stacked motion of the clip), fused by concatenating their features (Simonyan and
   Zisserman, 2014). The motion is the frame differences computed inside the model
   (``motion="diff"``, the "RGB difference" input of Wang et al., 2016), or optical flow
-  given with the clip (``motion="flow"``: two more input channels, see :func:`two_stream`).
+  given with the clip (``motion="flow"``: two more input channels after the image's, which the
+  clip datasets and ``cnntool video`` compute, see :func:`two_stream`).
 - :func:`single_frame`: a 2D CNN on the middle frame only, the baseline that shows what motion
   adds (on clips where no single frame tells the class it stays near chance).
 
@@ -190,10 +191,11 @@ class TwoStream(nn.Module):
             raise ValueError(f"motion must be one of {MOTIONS}, not {motion!r}")
         if frames < 2:
             raise ValueError("a two-stream model needs clips of at least 2 frames")
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be at least 1, not {in_channels}")
         self.motion, self.frames = motion, frames
-        self.image_channels = in_channels - 2 if motion == "flow" else in_channels
-        if self.image_channels < 1:
-            raise ValueError("motion='flow' needs in_channels = image channels + 2")
+        self.image_channels = in_channels
+        self.input_channels = in_channels + (2 if motion == "flow" else 0)
         motion_channels = 2 * (frames - 1) if motion == "flow" else self.image_channels * (frames - 1)
         self.spatial = FrameEncoder(self.image_channels, widths=widths)
         self.temporal = FrameEncoder(motion_channels, widths=widths)
@@ -204,6 +206,9 @@ class TwoStream(nn.Module):
         n, c, t, h, w = _check_clip(x)
         if t != self.frames:
             raise ValueError(f"this two-stream model takes clips of {self.frames} frames, not {t}")
+        if c != self.input_channels:
+            extra = " (the image's, then the flow's dx and dy)" if self.motion == "flow" else ""
+            raise ValueError(f"this two-stream model takes {self.input_channels} input channels{extra}, not {c}")
         images = x[:, : self.image_channels]
         if self.motion == "diff":
             motion = images[:, :, 1:] - images[:, :, :-1]             # (N, C, T-1, H, W)
@@ -225,15 +230,16 @@ def two_stream(*, num_classes: int, in_channels: int = 3, frames: int = 16, moti
     ----------
     num_classes : int
     in_channels : int
-        Channels of the input clip. With ``motion="flow"`` the last two are the optical flow
-        ``(dx, dy)`` from each frame to the next (at frame t: the flow t -> t+1; the last
-        frame's is ignored), so an RGB clip with flow has 5.
+        Image channels of the clip (the preprocessing's C). With ``motion="flow"`` the input
+        has two more: the optical flow ``(dx, dy)`` from each frame to the next (at frame t: the
+        flow t -> t+1; the last frame's is ignored), so an RGB clip with flow has 5.
     frames : int
         Clip length T: the motion stream's first layer takes its (T - 1) stacked motion maps.
     motion : {"diff", "flow"}
         ``diff``: differences of consecutive frames, computed inside (nothing to precompute,
-        runs on any device, exports). ``flow``: optical flow given in the input channels
-        (see :mod:`cnntool.data.clips`, ``flow=``, for a dataset that provides it).
+        runs on any device, exports). ``flow``: optical flow given in the input channels;
+        trained and run through cnntool, its preprocessing names the flow method and the clip
+        datasets (:mod:`cnntool.data.clips`) and ``cnntool video`` append it.
     widths : tuple of int
     dropout : float
 
@@ -242,7 +248,7 @@ def two_stream(*, num_classes: int, in_channels: int = 3, frames: int = 16, moti
     >>> model = two_stream(num_classes=4, frames=8)
     >>> model(torch.zeros(2, 3, 8, 32, 32)).shape
     torch.Size([2, 4])
-    >>> two_stream(num_classes=4, in_channels=5, frames=8, motion="flow")(torch.zeros(1, 5, 8, 32, 32)).shape
+    >>> two_stream(num_classes=4, frames=8, motion="flow")(torch.zeros(1, 5, 8, 32, 32)).shape
     torch.Size([1, 4])
     """
     model = TwoStream(num_classes=num_classes, in_channels=in_channels, frames=int(frames), motion=motion,

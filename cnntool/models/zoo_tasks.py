@@ -87,13 +87,14 @@ _segmenter("lraspp_mobilenet_v3_large", family="lraspp", params=3_221_538, head=
 
 
 def _video(name: str, *, params: int, crop: int, resize, frames: int, head: str, cam_layer: str | None,
-           first_conv: str | None, description: str, mean=KINETICS_MEAN, std=KINETICS_STD) -> None:
+           first_conv: str | None, description: str, mean=KINETICS_MEAN, std=KINETICS_STD,
+           min_frames: int | None = None, exact_frames: int | None = None) -> None:
     register(ModelEntry(
         name=name, task="video", builder=f"torchvision.models.video:{name}", family=name.split("_")[0],
         preprocessing=Preprocessing((3, frames, crop, crop), mean, std, resize_mode="crop", resize_size=resize),
         num_classes=KINETICS_CLASSES, reference_params=params, head=head, cam_layer=cam_layer, first_conv=first_conv,
         weights=("KINETICS400_V1",), default_weights="KINETICS400_V1", torchvision_name=name,
-        description=description,
+        description=description, min_frames=min_frames, exact_frames=exact_frames,
     ))
 
 
@@ -104,12 +105,12 @@ _video("mc3_18", params=11_695_440, crop=112, resize=(128, 171), frames=16, head
 _video("r2plus1d_18", params=31_505_325, crop=112, resize=(128, 171), frames=16, head="fc", cam_layer="layer4",
        first_conv="stem.0", description="R(2+1)D-18: 3D convolutions factored into spatial and temporal")
 _video("s3d", params=8_320_048, crop=224, resize=(256, 256), frames=16, head="classifier.1", cam_layer=None,
-       first_conv=None, description="S3D (2018): separable 3D inception; at least 14 frames")
+       first_conv=None, min_frames=14, description="S3D (2018): separable 3D inception; at least 14 frames")
 _video("mvit_v1_b", params=36_610_672, crop=224, resize=256, frames=16, head="head.1", cam_layer=None,
-       first_conv=None, mean=(0.45,) * 3, std=(0.225,) * 3,
+       first_conv=None, mean=(0.45,) * 3, std=(0.225,) * 3, exact_frames=16,
        description="MViT v1 base (2021): multiscale vision transformer; exactly 16 frames")
 _video("mvit_v2_s", params=34_537_744, crop=224, resize=256, frames=16, head="head.1", cam_layer=None,
-       first_conv=None, mean=(0.45,) * 3, std=(0.225,) * 3,
+       first_conv=None, mean=(0.45,) * 3, std=(0.225,) * 3, exact_frames=16,
        description="MViT v2 small (2022); exactly 16 frames")
 _video("swin3d_t", params=28_158_070, crop=224, resize=256, frames=32, head="head", cam_layer=None,
        first_conv=None, mean=IMAGENET_MEAN, std=IMAGENET_STD,

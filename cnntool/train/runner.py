@@ -626,13 +626,14 @@ def _load_best(run: _Run) -> None:
 def _describe_start(run: _Run) -> str:
     cfg, data = run.cfg, run.data
     sizes = data.sizes
-    parts = [f"training {run.setup.arch} ({run.task.name}) on {sizes.get('train')} images, validating on "
+    unit = getattr(run.task, "unit", "images")  # what one training example is (a video task: videos)
+    parts = [f"training {run.setup.arch} ({run.task.name}) on {sizes.get('train')} {unit}, validating on "
              f"{sizes.get('val')} ({data.describe})",
              f"{cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, device {run.device}"]
     if run.dist.enabled:
         parts.append(f"{run.dist.world_size} processes")
     if data.skipped:
-        parts.append(f"{len(data.skipped)} images skipped")
+        parts.append(f"{len(data.skipped)} {unit} skipped")
     return "; ".join(parts)
 
 

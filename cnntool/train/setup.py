@@ -36,7 +36,7 @@ def source_preprocessing(cfg: TrainConfig, task) -> tuple[Any, str, dict | None]
     model's task must be the run's. ``--imgsz`` changes the input size here, so the data, the
     model and every checkpoint agree on it.
     """
-    from cnntool.models.checkpoint import checkpoint_preprocessing, load_checkpoint
+    from cnntool.models.checkpoint import checkpoint_entry, checkpoint_preprocessing, load_checkpoint
     from cnntool.models.loading import resolve_checkpoint_path
     from cnntool.models.registry import get_entry, is_checkpoint_spec
 
@@ -47,6 +47,8 @@ def source_preprocessing(cfg: TrainConfig, task) -> tuple[Any, str, dict | None]
         ckpt["_path"] = str(resolve_checkpoint_path(spec))
         _check_model_task(spec, ckpt["task"], task)
         preprocessing, arch = checkpoint_preprocessing(ckpt), ckpt["arch"]
+        entry = checkpoint_entry(ckpt["_path"], ckpt)
+        entry.check_clip_input(preprocessing, ckpt.get("arch_kwargs"), source=str(ckpt["_path"]))
     else:
         name, _, weights = spec.partition(":")
         entry = get_entry(name)
@@ -60,6 +62,8 @@ def source_preprocessing(cfg: TrainConfig, task) -> tuple[Any, str, dict | None]
             from cnntool.models.loading import pretrained_preprocessing
 
             preprocessing = pretrained_preprocessing(entry, entry.torchvision_weights(weights))
+        # a clip model's T and flow input follow its builder options (--arch-arg frames=, motion=flow)
+        preprocessing = entry.clip_preprocessing(preprocessing, None if cfg.finetuning else cfg.arch_kwargs)
     if cfg.imgsz is not None:
         preprocessing = preprocessing.with_size(cfg.imgsz)
     return preprocessing, arch, ckpt
@@ -109,7 +113,7 @@ def check_input_size(model, preprocessing, name: str) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros((1, *preprocessing.input_size)))
+            model(torch.zeros((1, *preprocessing.model_input_size)))   # a flow model's flow channels too
     except (RuntimeError, ValueError) as exc:
         from cnntool.errors import first_line
 
@@ -132,8 +136,26 @@ def _finetune_model(cfg: TrainConfig, task, classes: list[str], preprocessing, c
         entry, model, source_classes, arch_kwargs = loaded.entry, loaded.model, loaded.classes, {}
     if source_classes != list(classes):
         replace_heads(model, entry.heads, len(classes))
+    if task.name == "detection" and cfg.imgsz is not None:
+        arch_kwargs.update(_resize_detector(model, cfg.imgsz, entry.name))
     return ModelSetup(model, entry.name, entry.heads, preprocessing, arch_kwargs, init="pretrained",
                       source=cfg.init_from)
+
+
+def _resize_detector(model, size: tuple[int, int], name: str) -> dict:
+    """Make a fine-tuned detector resize images as ``--imgsz`` asks (in place), and return the
+    builder options that rebuild it so (recorded in the checkpoint)."""
+    from cnntool.models.detector_size import sized_transform
+
+    try:
+        short, long, fixed = sized_transform(model, size)
+    except ValueError:
+        raise UsageError(f"{name} has no input size to set", hint="leave --imgsz out") from None
+    if fixed is not None:
+        raise UsageError(f"{name} takes a fixed input size; --imgsz cannot change it when fine-tuning",
+                         hint="leave --imgsz out")
+    model.transform.min_size, model.transform.max_size = (short,), long
+    return {"min_size": short, "max_size": long}
 
 
 def resumed_model(ckpt: dict) -> ModelSetup:

@@ -114,6 +114,7 @@ def test_an_export_that_differs_from_pytorch_exits_1_with_the_record_and_no_file
     (["--imgsz", "2x2"], "bad --imgsz '2x2'"),
     (["--imgsz", "64"], "lenet5 cannot take a 1x64x64 input"),
     (["--format", "xml"], "unknown --format 'xml'"),
+    (["--format", "onnx"], "use --to onnx"),
 ])
 def test_usage_errors_exit_2_with_one_line(run_folder, tmp_path, args, message):
     result = runner.invoke(app, ["export", str(run_folder), *args], catch_exceptions=False)

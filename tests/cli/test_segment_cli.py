@@ -109,11 +109,29 @@ def test_files_mirror_the_inputs_and_are_skipped_when_made_alike(app, tmp_path):
     (["-m", "unet", "--save-coco", "x.json"], "--save-coco does nothing for semantic models"),
     (["-m", "resnet18"], "is a classification model"),
     (["-m", "fasterrcnn_mobilenet_v3_large_320_fpn"], "is a detection model"),
+    (["--method", "otsu", "--seed", "5"], "--seed does nothing for --method otsu"),
+    (["--method", "slic", "--seed", "5"], "--seed does nothing for --method slic"),
+    (["-m", "unet", "--seed", "5"], "--seed does nothing for semantic models"),
+    (["--method", "otsu", "--iou", "0.3"], "--iou does nothing for --method otsu"),
+    (["--method", "watershed", "--max-det", "5"], "--max-det does nothing for --method watershed"),
+    (["-m", "unet", "--iou", "0.3"], "--iou does nothing for semantic models"),
+    (["-m", "unet", "--max-det", "5"], "--max-det does nothing for semantic models"),
 ])
 def test_usage_errors_exit_2(app, unet_entry, args, message):
     result, _ = run(app, COINS, *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+def test_kmeans_takes_a_seed(app, tmp_path):
+    images = shapes(tmp_path / "in", 1)
+    result, records = run(app, *images, "--method", "kmeans", "--clusters", "2", "--seed", "5", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert records[0]["error"] is None and records[0]["instances"] == 1
+    mask = read_mask(records[0]["mask"])
+    assert mask[5:20, 5:25].all() and mask.sum() == 15 * 20  # the bright square, whichever seed
+    again, _ = run(app, *images, "--method", "kmeans", "--clusters", "2", "--seed", "6", "-o", tmp_path / "out")
+    assert again.exit_code == 1  # the seed is one of the options the files were made with
 
 
 def test_an_empty_folder_exits_2_and_a_bad_image_is_an_error_record(app, tmp_path):
@@ -247,31 +265,135 @@ def test_save_coco_writes_every_region_as_rle(app, tmp_path):
     assert sum(r["area"] for r in results) == pytest.approx(records[0]["fractions"]["foreground"] * 303 * 384, abs=2)
 
 
-@pytest.mark.slow
-def test_an_instance_model_gives_one_record_per_object_and_mask_map(app, tmp_path):
+@pytest.fixture(scope="module")
+def maskrcnn(tmp_path_factory):
     """A Mask R-CNN checkpoint with random weights for the shapes' classes (nothing downloaded),
-    at 96 px: the composition with the detection stage, per-object records, COCO RLE results and
-    mask mAP against COCO truth."""
+    and two 64 px shapes images with COCO truth (RLE segmentations)."""
     import torch
 
     from cnntool.data.detection import write_shapes_detection
     from cnntool.models.checkpoint import make_checkpoint, save_checkpoint
 
+    tmp = tmp_path_factory.mktemp("maskrcnn")
     entry = registry.get_entry("maskrcnn_resnet50_fpn")
     torch.manual_seed(0)
-    save_checkpoint(tmp_path / "maskrcnn.pt", make_checkpoint(
+    save_checkpoint(tmp / "maskrcnn.pt", make_checkpoint(
         entry.build(num_classes=4), arch=entry.name, task="detection",
         classes=["__background__", "circle", "square", "triangle"], preprocessing=entry.preprocessing))
-    root = write_shapes_detection(tmp_path / "coco", n_train=2, n_val=0, size=64, seed=0, format="coco") / "train"
+    root = write_shapes_detection(tmp / "coco", n_train=2, n_val=0, size=64, seed=0, format="coco") / "train"
+    return tmp / "maskrcnn.pt", root
+
+
+def objects_of(records) -> list[dict]:
+    return [r for r in records if "object" in r]
+
+
+def images_of(records) -> list[dict]:
+    return [r for r in records if "object" not in r and r["path"] != "<summary>"]
+
+
+@pytest.mark.slow
+def test_an_instance_model_gives_one_record_per_object_and_mask_map(app, maskrcnn, tmp_path):
+    """At 96 px: the composition with the detection stage, per-object records, COCO RLE results
+    and mask mAP against COCO truth."""
+    ckpt, root = maskrcnn
     images = sorted((root / "images").iterdir())
-    result, records = run(app, *images, "-m", tmp_path / "maskrcnn.pt", "--imgsz", "96", "--conf", "0.0",
+    result, records = run(app, *images, "-m", ckpt, "--imgsz", "96", "--conf", "0.0",
                           "--save-coco", tmp_path / "results.json", "--eval", root, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    image_records = [r for r in records if "object" not in r and r["path"] != "<summary>"]
-    objects = [r for r in records if "object" in r]
+    image_records, objects = images_of(records), objects_of(records)
     assert len(image_records) == 2 and sum(r["instances"] for r in image_records) == len(objects) > 0
     assert all(set(o) >= {"label", "class_id", "score", "box", "area"} for o in objects)
     summary = records[-1]
     assert summary["path"] == "<summary>" and summary["iou_type"] == "segm" and summary["map"] is not None
     saved = json.loads((tmp_path / "results.json").read_text())
     assert all("counts" in r["segmentation"] for r in saved)
+
+
+@pytest.mark.slow
+def test_max_det_and_iou_reach_mask_rcnn(app, maskrcnn):
+    ckpt, root = maskrcnn
+    images = sorted((root / "images").iterdir())
+    counts = {}
+    for args in ([], ["--max-det", "2"], ["--iou", "0.05"]):
+        result, records = run(app, *images, "-m", ckpt, "--imgsz", "96", "--conf", "0.0", *args)
+        assert result.exit_code == 0, result.output
+        counts[" ".join(args)] = [r["instances"] for r in images_of(records)]
+    assert max(counts[""]) > 2  # random weights at --conf 0: many overlapping boxes
+    assert counts["--max-det 2"] == [min(n, 2) for n in counts[""]]
+    assert sum(counts["--iou 0.05"]) < sum(counts[""])  # a stricter suppression keeps fewer
+
+
+def truth_detector(root: Path):
+    """A stand-in for ``cnntool.infer.detect.detect_samples`` that finds the truth: each true mask
+    at a score under 0.5 and, ranked above them, one wrong mask per image at 0.9; so the mAP over
+    every detection differs from the mAP over those scoring at least --conf 0.5 (which is 0)."""
+    from cnntool.data.boxes import load_boxes
+    from cnntool.infer.detect import Detections, class_names
+    from cnntool.metrics.segmentation import rle_to_masks
+
+    truth = load_boxes(root, check_files=False)
+
+    def detect_samples(loaded, samples, *, device, batch_size, conf, iou, max_det, classes=None):
+        names = class_names(loaded)
+        for sample in samples:
+            if sample.error is not None:
+                yield sample, None
+                continue
+            image = truth.lookup(sample.path)
+            true = rle_to_masks(image.segmentation)
+            wrong = np.zeros_like(true[:1])
+            wrong[0, :8, :8] = True  # a corner: no shape of the scene is there
+            masks = np.concatenate([wrong, true])
+            labels = [names.index(truth.classes[c]) for c in image.labels]
+            labels = labels[:1] + labels  # the wrong mask takes a class the image holds
+            scores = [0.9] + [0.4 - 0.05 * i for i in range(len(true))]
+            boxes = [[0, 0, 8, 8], *image.boxes.tolist()]
+            found = Detections(boxes, labels, scores, list(names), masks=masks, size=tuple(sample.size))
+            keep = np.flatnonzero(found.scores >= conf)[:max_det]
+            yield sample, found.subset(keep)
+
+    return detect_samples
+
+
+def coco_map(annotations: Path, results: list[dict]) -> float:
+    """pycocotools' own mask mAP@[.5:.95] of ``results`` against the annotations file."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+        ev = COCOeval(gt, gt.loadRes(results), "segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
+
+
+@pytest.mark.slow
+def test_save_coco_with_coco_truth_holds_what_the_map_scored(app, maskrcnn, tmp_path, monkeypatch):
+    import cnntool.infer.detect
+
+    ckpt, root = maskrcnn
+    monkeypatch.setattr(cnntool.infer.detect, "detect_samples", truth_detector(root))
+    images = sorted((root / "images").iterdir())
+    twin = tmp_path / "copy" / images[0].name  # the same ground-truth image a second time: scored once
+    twin.parent.mkdir()
+    twin.write_bytes(images[0].read_bytes())
+    result, records = run(app, *images, twin, "-m", ckpt, "--conf", "0.5", "--save-coco", tmp_path / "results.json",
+                          "--eval", root)
+    assert result.exit_code == 0, result.output
+    summary = records[-1]
+    assert summary["path"] == "<summary>" and summary["evaluated"] == 2 and 0 < summary["map"] < 1
+    assert summary["unmatched"] == 1 and f"already matched by {images[0]}" in result.stderr
+    assert [r["instances"] for r in images_of(records)] == [1, 1, 1]  # records show --conf's objects only
+    saved = json.loads((tmp_path / "results.json").read_text())
+    truth = json.loads((root / "annotations.json").read_text())
+    assert len(saved) == 2 + len(truth["annotations"]) and min(r["score"] for r in saved) < 0.5
+    assert {r["image_id"] for r in saved} == {im["id"] for im in truth["images"]}
+    assert coco_map(root / "annotations.json", saved) == pytest.approx(summary["map"], abs=1e-9)
+    shown = [r for r in saved if r["score"] >= 0.5]
+    assert coco_map(root / "annotations.json", shown) == 0.0  # what the file held before: not the mAP reported

@@ -178,6 +178,38 @@ def test_a_clip_model_classifies_windows_and_gives_a_verdict(models, videos):
     assert all(len(r["topk"]) == 2 for r in records)
 
 
+def test_a_clip_model_that_fails_on_one_video_gives_its_error_record_and_the_run_goes_on(models, videos,
+                                                                                      monkeypatch):
+    from cnntool.models import loading
+
+    real_load = loading.load
+
+    class FailsOnce(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.inner, self.calls = model, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("the model broke\non this clip")
+            return self.inner(x)
+
+    def load(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        loaded.model = FailsOnce(loaded.model)
+        return loaded
+
+    monkeypatch.setattr(loading, "load", load)
+    result, records = run(videos / "left.mp4", videos / "pan.mp4", "-m", models["clip"])
+    assert result.exit_code == 1, result.output
+    left = [r for r in records if r["path"].endswith("left.mp4")]
+    pan = [r for r in records if r["path"].endswith("pan.mp4")]
+    assert len(left) == 1 and left[0]["verdict"] is False
+    assert left[0]["error"] == "RuntimeError: the model broke on this clip"
+    assert pan[-1]["verdict"] is True and pan[-1]["error"] is None and pan[-1]["label"] in DIRECTIONS
+
+
 def test_unreadable_and_broken_videos_are_error_records_and_the_run_goes_on(models, videos, tmp_path):
     result, records = run(videos / "bad", videos / "left.mp4", "-m", models["classifier"], "-o", tmp_path)
     assert result.exit_code == 1

@@ -83,7 +83,7 @@ def test_check_box_clips_within_tolerance_and_refuses_beyond():
 def test_coco_reads_boxes_classes_by_id_and_negatives(tmp_path):
     root = make_coco(tmp_path, images=["a.png", "b.png"], annotations=[
         ann(1, 1, 3, [1, 2, 10, 20]),
-        ann(2, 1, 12, [5, 5, 4, 4], iscrowd=1, segmentation={"size": [30, 40], "counts": "0"}),
+        ann(2, 1, 12, [5, 5, 4, 4], iscrowd=1, segmentation=CROWD_RLE),
     ])
     data = load_boxes(root)
     assert data.format == "coco" and detect_format(root) == "coco"
@@ -92,7 +92,7 @@ def test_coco_reads_boxes_classes_by_id_and_negatives(tmp_path):
     a, b = data.images
     assert a.boxes.tolist() == [[1, 2, 11, 22], [5, 5, 9, 9]]
     assert a.labels.tolist() == [0, 2] and a.iscrowd.tolist() == [0, 1]
-    assert a.segmentation == [None, {"size": [30, 40], "counts": "0"}]
+    assert a.segmentation == [None, CROWD_RLE]
     assert (a.width, a.height, a.image_id, a.file_name) == (40, 30, 1, "a.png")
     assert len(b.boxes) == 0 and b.boxes.shape == (0, 4)  # kept as a negative
     assert data.skipped == []
@@ -114,6 +114,57 @@ def test_coco_bad_annotations_are_skipped_with_a_reason_naming_them(tmp_path, an
     assert len(data.skipped) == 1
     file, reason = data.skipped[0]
     assert file.endswith("annotations.json") and reason.startswith(expected), reason
+
+
+#: A valid uncompressed RLE (as COCO's crowd regions have) of a 40x30 image: a 4x4 square at (5, 5).
+CROWD_RLE = {"size": [30, 40], "counts": [155, 4, 26, 4, 26, 4, 26, 4, 951]}
+#: A polygon of the square x 2-12, y 3-13 in a 40x30 image (its mask: rows 3-12, columns 2-11).
+SQUARE_POLYGON = [[2, 3, 12, 3, 12, 13, 2, 13]]
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("segmentation, expected", [
+    ({"size": [20, 40], "counts": [800]}, "segmentation RLE size [20, 40] is not the image size [30, 40]"),
+    ({"size": [40, 30], "counts": [1200]}, "segmentation RLE size [40, 30] is not the image size [30, 40]"),
+    ({"size": [30, 40], "counts": "0"}, "segmentation RLE counts cover 0 pixels, not the image's 1200"),
+    ({"size": [30, 40], "counts": [1000]}, "segmentation RLE counts cover 1000 pixels, not the image's 1200"),
+    ({"size": [30, 40], "counts": [1300, -100]}, "segmentation RLE counts must be non-negative whole numbers"),
+    ({"size": [30, 40], "counts": "zz~"}, "segmentation RLE counts are not a COCO-compressed string"),
+    ({"size": [30, 40], "counts": 7}, "segmentation RLE counts must be a string or a list of run lengths"),
+    ({"size": "30x40", "counts": [1200]}, "segmentation RLE size must be [height, width]"),
+    ([[2, 3, 12, 3, 12, 13, 2]], "segmentation polygon 1 has 7 numbers: x, y pairs need an even count"),
+    ([[2, 3, 12, 13]], "segmentation polygon 1 has 4 numbers: a polygon needs at least 3 x, y points (6 numbers)"),
+    ([[2, 3, 12, 3, 12, 13], [1, 1, 2, 2]], "segmentation polygon 2 has 4 numbers"),
+    ([[2, 3, 12, NAN, 12, 13]], "segmentation polygon 1 has a number that is not finite"),
+    ([[2, 3, 12, "3", 12, 13]], "segmentation polygon 1 is not a list of numbers"),
+    ([2, 3, 12, 3, 12, 13], "segmentation polygon 1 is not a list of numbers"),
+    ("mask.png", "segmentation must be polygons [[x1, y1, x2, y2, x3, y3, ...], ...] or an RLE"),
+])
+def test_coco_bad_segmentations_are_skipped_with_a_reason_naming_them(tmp_path, segmentation, expected):
+    """pycocotools would fail on these inside a DataLoader worker (or, for a 4-number polygon,
+    read it as a box, and for short RLE counts decode uninitialised memory)."""
+    root = make_coco(tmp_path, images=["a.png"], annotations=[
+        ann(1, 1, 7, [2, 3, 10, 10], segmentation=SQUARE_POLYGON), ann(2, 1, 3, [5, 5, 4, 4], segmentation=CROWD_RLE),
+        ann(3, 1, 7, [1, 1, 20, 20], segmentation=segmentation)])
+    data = load_boxes(root)
+    (file, reason), = data.skipped
+    assert file.endswith("annotations.json"), file
+    assert reason.startswith(f"annotation 3 in image 1 (a.png): {expected}"), reason
+    image, = data.images  # the good annotations stay, with their masks
+    assert image.labels.tolist() == [1, 0] and image.segmentation == [SQUARE_POLYGON, CROWD_RLE]
+
+
+def test_coco_good_segmentations_are_kept_as_given(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    compressed = mask_utils.encode(np.asfortranarray(np.eye(30, 40, dtype=np.uint8)))
+    compressed["counts"] = compressed["counts"].decode("ascii")
+    root = make_coco(tmp_path, images=["a.png"], annotations=[
+        ann(1, 1, 7, [2, 3, 10, 10], segmentation=SQUARE_POLYGON),
+        ann(2, 1, 7, [0, 0, 30, 30], segmentation=compressed),
+        ann(3, 1, 7, [1, 1, 5, 5], segmentation=[]), ann(4, 1, 7, [1, 1, 5, 5])])
+    data = load_boxes(root)
+    assert data.skipped == [] and data.images[0].segmentation == [SQUARE_POLYGON, compressed, None, None]
 
 
 def test_coco_box_slightly_outside_is_clipped(tmp_path):

@@ -181,3 +181,56 @@ def test_split_boxes_is_seeded_and_disjoint(shapes):
     assert len({tuple(ids(split_boxes(shapes, val_fraction=0.34, seed=s)[1])) for s in range(5)}) > 1
     with pytest.raises(DatasetError, match="too few"):
         split_boxes(shapes.subset([0]), val_fraction=0.5)
+
+
+def test_crop_scale_and_ratio_reach_the_iou_crop(tmp_path):
+    """``crop_scale`` is a fraction of the area (each side between its square roots) and
+    ``crop_ratio`` the crop's width / height: RandomIoUCrop's parameters, and the crops made."""
+    _, crop = DetectionAugment(crop=1.0, crop_scale=(0.25, 0.64), crop_ratio=(0.8, 1.25)).transforms()
+    (iou,) = crop.transforms
+    assert (iou.min_scale, iou.max_scale) == pytest.approx((0.5, 0.8))
+    assert (iou.min_aspect_ratio, iou.max_aspect_ratio) == (0.8, 1.25)
+    (default,) = DetectionAugment(crop=1.0).transforms()[1].transforms  # torchvision's own defaults
+    assert (default.min_scale, default.max_scale, default.min_aspect_ratio, default.max_aspect_ratio) == \
+        pytest.approx((0.3, 1.0, 0.5, 2.0))
+    augment = DetectionAugment(hflip=0.0, crop=1.0, crop_scale=(0.25, 0.64), crop_ratio=(0.8, 1.25))
+    square = square_image(tmp_path, "a.png", size=(60, 60))
+    ds = DetectionDataset(BoxDataset(str(tmp_path), "coco", ["red"], [square]), augment=augment, workers=1)
+    cropped = 0
+    for epoch in range(16):
+        ds.set_epoch(epoch)
+        height, width = ds[0][0].shape[1:]
+        if (height, width) != (60, 60):  # RandomIoUCrop may also keep the image whole
+            cropped += 1
+            assert 0.5 * 60 - 1 <= min(height, width) and max(height, width) <= 0.8 * 60
+            assert 0.8 - 0.05 <= width / height <= 1.25 + 0.05
+    assert cropped >= 4
+    for bad in ({"crop_scale": (0.5, 0.2)}, {"crop_scale": (0.0, 1.0)}, {"crop_ratio": (2.0, 1.0)}):
+        with pytest.raises(ValueError, match="crop_"):
+            DetectionAugment(**bad)
+
+
+def test_polygon_masks_load_as_the_pixels_they_enclose(tmp_path):
+    """COCO polygons, validated by the label layer, are the training targets' masks (and move
+    with the pixels); an object without a segmentation gets its box."""
+    from cnntool.data.boxes import write_coco
+
+    image = square_image(tmp_path / "images", "a.png", box=(2, 3, 12, 13))
+    square, triangle = [[2, 3, 12, 3, 12, 13, 2, 13]], [[30, 5, 50, 5, 30, 25]]
+    labelled = ImageLabels(image.path, "a.png", 64, 48, [[2, 3, 12, 13], [30, 5, 50, 25], [40, 30, 44, 40]], [0, 0, 0],
+                           image_id=1, segmentation=[square, triangle, None])
+    write_coco(BoxDataset(str(tmp_path), "coco", ["red"], [labelled]), tmp_path, copy_images=False)
+    data = load_boxes(tmp_path)
+    assert data.skipped == [] and data.images[0].segmentation == [square, triangle, None]
+    _, target = DetectionDataset(data, masks=True, workers=1)[0]
+    masks = target["masks"].numpy()
+    assert masks.shape == (3, 48, 64) and masks.dtype == np.uint8
+    expected = np.zeros((48, 64), np.uint8)
+    expected[3:13, 2:12] = 1  # rows 3-12, columns 2-11
+    np.testing.assert_array_equal(masks[0], expected)
+    ys, xs = np.nonzero(masks[1])  # the right triangle: below its diagonal, inside its box
+    assert 180 <= masks[1].sum() <= 220 and xs.min() >= 30 and xs.max() < 50 and ys.min() >= 5 and ys.max() < 25
+    assert ((xs - 30) + (ys - 5) <= 21).all()
+    assert masks[2].sum() == 40 and masks[2, 30:40, 40:44].all()  # no segmentation: the box
+    _, flipped = DetectionDataset(data, masks=True, workers=1, augment=DetectionAugment(hflip=1.0))[0]
+    np.testing.assert_array_equal(flipped["masks"].numpy(), masks[:, :, ::-1])

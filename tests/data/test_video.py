@@ -203,6 +203,19 @@ def test_the_mp4v_fallback_writes_a_readable_video(tmp_path):
     assert info.codec == "mpeg4" and info.frames == 5 and info.fps == 15
 
 
+def test_without_h264_the_automatic_codec_falls_back_to_mp4v_and_keeps_every_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(video, "h264_available", lambda: False)
+    frames = distinct_frames(7)
+    written = write_video(tmp_path / "auto.mp4", frames, fps=12)            # codec="auto"
+    assert written.codec == "mp4v" and written.frames == 7
+    info = probe_video(tmp_path / "auto.mp4", decode=True)
+    assert info.codec == "mpeg4" and info.frames == 7 and info.fps == 12
+    back = [frame.image for frame in VideoReader(tmp_path / "auto.mp4")]
+    assert [nearest(image, frames) for image in back] == list(range(7))
+    with pytest.raises(ValueError, match="libx264"):
+        VideoWriter(tmp_path / "h.mp4", fps=12, codec="h264")
+
+
 def test_writer_input_checks(tmp_path):
     with pytest.raises(ValueError, match="cannot write"):
         VideoWriter(tmp_path / "v.avi", fps=10)

@@ -228,3 +228,30 @@ def test_every_bad_mask_names_its_file(tmp_path, case):
                 "garbage": "cannot read mask"}[case]
     assert expected in message and (str(tmp_path) in message)
     assert ev.errors == 1 and ev.summary()["evaluated"] == 0
+
+
+def test_instance_evaluation_scores_each_ground_truth_image_once(tmp_path):
+    """Two inputs (a/x.jpg, b/x.jpg) matching the same image of the truth: the second is left
+    out with detect's reason, and the COCO results hold the first only."""
+    from cnntool.data.boxes import load_boxes
+    from cnntool.data.detection import write_shapes_detection
+    from cnntool.infer.detect import Detections
+    from cnntool.infer.segment import InstanceEvaluation
+    from cnntool.metrics.segmentation import rle_to_masks
+
+    truth = load_boxes(write_shapes_detection(tmp_path, n_train=1, n_val=0, size=32, seed=0) / "train",
+                       check_files=False)
+    image = truth.images[0]
+    names = list(truth.classes)
+    found = Detections(image.boxes, image.labels, np.linspace(0.9, 0.5, len(image.labels)), names,
+                       masks=rle_to_masks(image.segmentation), size=(32, 32))
+    ev = InstanceEvaluation(truth, names)
+    first, second = (Sample(f"{d}/{image.file_name}", PurePath(image.file_name), size=(32, 32)) for d in "ab")
+    assert ev.add(first, found) is None
+    reason = ev.add(second, found)
+    assert reason == f"its ground truth ({image.file_name}) was already matched by a/{image.file_name}"
+    assert ev.unmatched == [f"b/{image.file_name}: {reason}"]
+    summary = ev.summary()
+    assert summary["evaluated"] == 1 and summary["unmatched"] == 1 and summary["map"] == pytest.approx(1.0)
+    assert len(ev.results) == len(image.labels) and {r["image_id"] for r in ev.results} == {image.image_id}
+    assert sorted(r["category_id"] for r in ev.results) == sorted(truth.category_ids[c] for c in image.labels)

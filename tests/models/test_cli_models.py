@@ -215,3 +215,40 @@ def test_models_help_imports_no_torch():
             "assert r.exit_code == 0, r.output; assert 'summary' in r.stdout; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _sizes(rows) -> list[tuple[int, int, int]]:
+    """The (channels, height, width) after each layer, runs of one size kept once."""
+    shapes = [tuple(int(v) for v in r["output_shape"].split("x")) for r in rows if r["output_shape"].count("x") == 2]
+    return [s for i, s in enumerate(shapes) if i == 0 or s != shapes[i - 1]]
+
+
+def test_summary_unet_shows_the_shapes_going_down_and_up(runner, tmp_path):
+    rows, totals = summary_records(runner, "unet", "--input", "3x32x32")
+    heights = [h for _, h, _ in _sizes(rows)]
+    sides = [h for i, h in enumerate(heights) if i == 0 or h != heights[i - 1]]
+    assert sides == [32, 16, 8, 4, 8, 16, 32]  # three 2x2 poolings down, three transposed convolutions up
+    assert [r["output_shape"] for r in rows if r["type"] == "ConvTranspose2d"] == ["64x8x8", "32x16x16", "16x32x32"]
+    assert [r["output_shape"] for r in rows if r["type"] == "MaxPool2d"] == ["16x16x16", "32x8x8", "64x4x4"]
+    assert totals["output_shape"] == "4x32x32" and totals["params"] == 482_788
+    # a smaller U-Net (a checkpoint's arch_kwargs: width 4) at another input size
+    rows, totals = summary_records(runner, str(unet_checkpoint(tmp_path, width=4)))
+    assert _sizes(rows) == [(4, 24, 40), (4, 12, 20), (8, 12, 20), (8, 6, 10), (16, 6, 10), (16, 3, 5), (32, 3, 5),
+                            (16, 6, 10), (8, 12, 20), (4, 24, 40), (3, 24, 40)]
+    assert totals["output_shape"] == "3x24x40" and totals["input_size"] == "3x24x40"
+
+
+def unet_checkpoint(tmp_path, **arch_kwargs):
+    from cnntool.models.unet import unet
+
+    path = tmp_path / "unet.pt"
+    save_checkpoint(path, make_checkpoint(unet(num_classes=3, **arch_kwargs), arch="unet", task="segmentation",
+                                          classes=["bg", "a", "b"], arch_kwargs=arch_kwargs,
+                                          preprocessing=Preprocessing((3, 24, 40), (0.5,) * 3, (0.5,) * 3)))
+    return path
+
+
+def test_summary_of_a_unet_checkpoint_with_its_own_depth(runner, tmp_path):
+    rows, totals = summary_records(runner, str(unet_checkpoint(tmp_path, depth=2, width=4)), "--depth", "2")
+    assert [r["output_shape"] for r in rows if r["type"] == "ConvTranspose2d"] == ["8x12x20", "4x24x40"]
+    assert totals["output_shape"] == "3x24x40"

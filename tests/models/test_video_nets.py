@@ -10,7 +10,7 @@ BUILDERS = {
     "cnn_rnn": cnn_rnn,
     "cnn_lstm": lambda **kw: cnn_rnn(rnn="lstm", readout="mean", **kw),
     "two_stream": lambda **kw: two_stream(frames=8, **kw),
-    "two_stream_flow": lambda **kw: two_stream(frames=8, motion="flow", **{**kw, "in_channels": kw["in_channels"] + 2}),
+    "two_stream_flow": lambda **kw: two_stream(frames=8, motion="flow", **kw),   # in_channels: the image's
     "single_frame": single_frame,
 }
 
@@ -44,6 +44,8 @@ def test_input_mistakes_are_refused():
         cnn_rnn(num_classes=2, rnn="transformer")
     with pytest.raises(ValueError, match="motion"):
         two_stream(num_classes=2, motion="optical")
+    with pytest.raises(ValueError, match=r"5 input channels \(the image's, then the flow's dx and dy\), not 3"):
+        two_stream(num_classes=2, frames=4, motion="flow")(torch.zeros(1, 3, 4, 32, 32))
 
 
 def test_the_single_frame_model_sees_only_the_middle_frame():

@@ -20,7 +20,7 @@ from cnntool.models.checkpoint import load_checkpoint
 from cnntool.train import tasks
 from cnntool.train.config import TrainConfig
 from cnntool.train.runner import epoch_fields, train
-from cnntool.train.tasks.detect import DetectTask, detection_augment, load_detection_data
+from cnntool.train.tasks.detect import DetectTask, detection_augment, imgsz_arch_kwargs, load_detection_data
 
 CLASSES = ["circle", "square", "triangle"]
 
@@ -73,18 +73,96 @@ def test_a_yolo_folder_splits_off_validation_images(tmp_path):
 
 
 def test_options_that_do_nothing_for_detection_are_refused(shapes, tmp_path):
-    for changes, flag in (({"aug": AugmentConfig(rotate=3.0)}, "--rotate"), ({"imgsz": (96, 96)}, "--imgsz"),
+    for changes, flag in (({"aug": AugmentConfig(rotate=3.0)}, "--rotate"),
+                          ({"aug": AugmentConfig(shear=2.0)}, "--shear"), ({"aug": AugmentConfig(vflip=True)}, "--vflip"),
                           ({"mixup": 0.2}, "--mixup"), ({"label_smoothing": 0.0}, "--label-smoothing"),
                           ({"verify": False}, "--verify")):
         with pytest.raises(UsageError, match=f"{flag} does nothing when training detection"):
             train(config(shapes, tmp_path / "run", **changes))
+    with pytest.raises(UsageError, match="--crop-ratio does nothing without --crop-scale"):
+        train(config(shapes, tmp_path / "run", aug=AugmentConfig(crop_ratio=(0.5, 2.0))))
 
 
 def test_augmentation_maps_onto_box_aware_transforms():
-    assert detection_augment(TrainConfig()).hflip == 0.5  # the detection default
+    from torchvision.transforms import v2
+
+    default = detection_augment(TrainConfig())
+    assert default.hflip == 0.5  # the detection default
+    assert default.zoom_out == 0 and default.crop == 0  # zoom and crops only when asked for
+    main, crop = default.transforms()
+    assert [type(t) for t in main.transforms] == [v2.RandomHorizontalFlip] and crop is None
     jitter = detection_augment(TrainConfig(aug=AugmentConfig(brightness=0.3, contrast=0.3, saturation=0.3)))
     assert jitter.color == pytest.approx(0.3) and jitter.hflip == 0.5
     assert detection_augment(TrainConfig(augment=False)) is None
+    assert detection_augment(TrainConfig(aug=AugmentConfig(zoom=0.0))).zoom_out == 0  # --zoom 0: off
+    # --zoom 0.5: half the images on a canvas up to 1 / (1 - 0.5) = 2x; --crop-scale/--crop-ratio: the IoU crop
+    aug = detection_augment(TrainConfig(aug=AugmentConfig(zoom=0.5, crop_scale=(0.25, 0.81), crop_ratio=(0.8, 1.25))))
+    assert (aug.zoom_out, aug.zoom_out_max, aug.crop) == (0.5, pytest.approx(2.0), 0.5)
+    assert aug.crop_scale == (0.25, 0.81) and aug.crop_ratio == (0.8, 1.25) and aug.hflip == 0.5
+    main, crop = aug.transforms()
+    (zoom,) = [t for t in main.transforms if isinstance(t, v2.RandomZoomOut)]
+    assert zoom.p == 0.5 and zoom.side_range == pytest.approx((1.0, 2.0))
+    (iou,) = crop.transforms
+    assert crop.p == 0.5 and isinstance(iou, v2.RandomIoUCrop)
+    assert (iou.min_scale, iou.max_scale) == pytest.approx((0.5, 0.9))  # sides: square roots of the area
+    assert (iou.min_aspect_ratio, iou.max_aspect_ratio) == (0.8, 1.25)
+    cropped = detection_augment(TrainConfig(aug=AugmentConfig(crop_scale=(0.3, 1.0))))
+    assert cropped.zoom_out == 0 and cropped.crop_ratio == pytest.approx((3 / 4, 4 / 3))  # --crop-ratio's default
+
+
+def test_imgsz_becomes_the_detectors_builder_sizes():
+    """--imgsz maps as `cnntool detect --imgsz` does (models.detector_size): N -> shorter side N,
+    longer at most N x the model's own ratio (tiny_fcos 160/320); HxW -> min and max."""
+    assert imgsz_arch_kwargs(TrainConfig(arch="tiny_fcos", imgsz=(96, 96))) == {"min_size": 96, "max_size": 192}
+    assert imgsz_arch_kwargs(TrainConfig(arch="tiny_fcos", imgsz=(128, 96))) == {"min_size": 96, "max_size": 128}
+    assert imgsz_arch_kwargs(TrainConfig(arch="tiny_fcos")) == {}
+    same = TrainConfig(arch="tiny_fcos", imgsz=(96, 96),
+                       arch_kwargs={"min_size": 96, "max_size": 192, "widths": [8, 8, 16, 16, 32]})
+    assert imgsz_arch_kwargs(same) == {"min_size": 96, "max_size": 192}  # a resumed run's own sizes agree
+    with pytest.raises(UsageError, match="--imgsz 96x96 means .* but --arch-arg gives min_size=64"):
+        imgsz_arch_kwargs(TrainConfig(arch="tiny_fcos", imgsz=(96, 96), arch_kwargs={"min_size": 64}))
+    # fine-tuning resizes the loaded source instead (train/setup.py; see the fine-tuning test)
+    assert imgsz_arch_kwargs(TrainConfig(init_from="runs/x/best.pt", imgsz=(96, 96))) == {}
+    with pytest.raises(UsageError, match="ssdlite320_mobilenet_v3_large trains at its fixed input size"):
+        imgsz_arch_kwargs(TrainConfig(arch="ssdlite320_mobilenet_v3_large", imgsz=(96, 96)))
+
+
+@pytest.mark.slow
+def test_train_imgsz_is_recorded_and_used_by_the_loaded_detector(tmp_path):
+    """`train --task detect --imgsz 96` (with zoom and crops): the checkpoint records 96 px
+    (preprocessing and builder sizes), the model loaded from the run resizes to it, and
+    `cnntool detect -m RUN` runs on it."""
+    from typer.testing import CliRunner
+
+    from cnntool.cli.main import app
+    from cnntool.models.checkpoint import checkpoint_preprocessing
+    from cnntool.models.detector_size import working_size
+    from cnntool.models.loading import load
+
+    data = write_shapes_detection(tmp_path / "data", n_train=4, n_val=2, size=64, seed=5, ext=".png")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(data), "--task", "detect", "--imgsz", "96", "--epochs", "1",
+                                      "--batch-size", "4", "-o", str(run), "--device", "cpu", "--workers", "0",
+                                      "--threads", "1", "--format", "jsonl", "--zoom", "0.5", "--crop-scale", "0.3,1"])
+    assert result.exit_code == 0, result.output
+    recipe = json.loads((run / "config.json").read_text())["aug"]
+    assert (recipe["zoom"], recipe["crop_scale"]) == (0.5, [0.3, 1.0])  # accepted for detection, and recorded
+    best = load_checkpoint(run / "best.pt")
+    assert checkpoint_preprocessing(best).input_size == (3, 96, 96)
+    assert best["arch_kwargs"] == {"min_size": 96, "max_size": 192}
+    assert json.loads((run / "config.json").read_text())["imgsz"] == [96, 96]
+    loaded = load(str(run), task="detection")
+    assert working_size(loaded.model) == (96, 192, None) and loaded.preprocessing.input_size == (3, 96, 96)
+    seen = []
+    loaded.model.backbone.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    with torch.no_grad():
+        loaded.model([torch.rand(3, 64, 64)])
+    assert seen[0][-2:] == (96, 96)  # a 64 px image is seen at 96 px
+    detected = CliRunner().invoke(app, ["detect", str(data / "val" / "images"), "-m", str(run), "--format", "jsonl",
+                                        "--device", "cpu", "-j", "1"])
+    assert detected.exit_code == 0, detected.output
+    assert {json.loads(line)["path"] for line in detected.stdout.splitlines() if line.strip()} == {
+        str(path) for path in sorted((data / "val" / "images").iterdir())}
 
 
 def test_training_batches_group_aspect_ratios_and_reshuffle_each_epoch(tmp_path):
@@ -183,6 +261,7 @@ def torch_home(tmp_path, monkeypatch):
 def test_finetuning_a_coco_detector_offline_replaces_its_predictor(tmp_path, torch_home):
     from torchvision.models import detection
 
+    from cnntool.models.detector_size import working_size
     from cnntool.models.detectors import weights_cache_path
     from cnntool.models.loading import load
 
@@ -193,7 +272,7 @@ def test_finetuning_a_coco_detector_offline_replaces_its_predictor(tmp_path, tor
     torch.save(coco.state_dict(), path)  # stands in for the downloaded COCO weights
     shapes = write_shapes_detection(tmp_path / "data", n_train=6, n_val=2, size=64, seed=4, ext=".png")
     cfg = config(shapes, tmp_path / "ft", init_from="fasterrcnn_mobilenet_v3_large_320_fpn:COCO_V1", epochs=1,
-                 batch_size=3, arch_kwargs={})
+                 batch_size=3, arch_kwargs={}, imgsz=(128, 128))
     summary = train(cfg)
     assert summary["finetuned_from"] == "fasterrcnn_mobilenet_v3_large_320_fpn:COCO_V1"
     best = load_checkpoint(tmp_path / "ft" / "best.pt")
@@ -201,7 +280,10 @@ def test_finetuning_a_coco_detector_offline_replaces_its_predictor(tmp_path, tor
     assert best["state_dict"]["roi_heads.box_predictor.cls_score.weight"].shape[0] == 4
     frozen_bn = "backbone.body.0.1.running_mean"  # a pretrained backbone's batch norm is frozen: as cached
     assert torch.equal(best["state_dict"][frozen_bn], coco.state_dict()[frozen_bn])
+    # --imgsz 128 on a 320/640 source: shorter side 128, longer at most 256, recorded and rebuilt so
+    assert best["arch_kwargs"] == {"min_size": 128, "max_size": 256}
     loaded = load(str(tmp_path / "ft"), task="detection")
+    assert working_size(loaded.model) == (128, 256, None) and loaded.preprocessing.size == (128, 128)
     with torch.no_grad():
         out = loaded.model([torch.rand(3, 64, 64)])
     assert out[0]["boxes"].shape[1] == 4 and (out[0]["labels"] <= 3).all()

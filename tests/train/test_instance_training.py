@@ -53,14 +53,58 @@ def test_mask_rcnn_trains_on_coco_masks_and_reports_mask_map(tiny_instance_model
     data = write_shapes_detection(tmp_path / "shapes", n_train=16, n_val=6, size=96, format="coco", seed=0)
     annotations = json.loads((data / "train" / "annotations.json").read_text())
     assert all(isinstance(a["segmentation"], dict) for a in annotations["annotations"])  # RLE masks
+    for a in annotations["annotations"][::2]:  # every other object as polygons instead
+        a["segmentation"] = polygons(a["segmentation"])
+    annotations["annotations"][1]["segmentation"] = [[10, 10, 30, 10, 30]]  # an odd count: skipped, named
+    (data / "train" / "annotations.json").write_text(json.dumps(annotations))
     cfg = TrainConfig(data=str(data), task="detect", arch="tiny_maskrcnn", out=str(tmp_path / "run"), epochs=2,
                       batch_size=4, device="cpu", threads=1, workers=0)
     summary = train(cfg)
+    assert summary["skipped"] == 1 and summary["skipped_files"][0]["error"].startswith(
+        f"annotation {annotations['annotations'][1]['id']} in image ")
+    assert "segmentation polygon 1 has 5 numbers" in summary["skipped_files"][0]["error"]
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all("val_mask_map" in r and "train_loss_mask" in r for r in history)
     assert np.isfinite(history[-1]["train_loss_mask"]) and summary["task"] == "detection"
     best = load_checkpoint(tmp_path / "run" / "best.pt")
     assert any(k.startswith("roi_heads.mask_predictor") for k in best["state_dict"])
+
+
+def polygons(rle: dict) -> list:
+    """COCO polygons of an RLE mask's outlines (OpenCV's contours)."""
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    mask = mask_utils.decode({**rle, "counts": rle["counts"].encode()})
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+def test_polygon_and_rle_masks_load_alike(tmp_path):
+    """The same objects labelled by polygons or by RLE give nearly the same training masks;
+    a bad segmentation is skipped by the label layer, named, before any sample is drawn."""
+    from cnntool.train.tasks.detect import load_detection_data
+    from cnntool.data.detection import write_shapes_detection
+
+    root = write_shapes_detection(tmp_path / "shapes", n_train=3, n_val=1, size=64, format="coco", seed=2)
+    rle = load_detection_data(str(root), masks=True)
+    doc = json.loads((root / "train" / "annotations.json").read_text())
+    for a in doc["annotations"]:
+        a["segmentation"] = polygons(a["segmentation"])
+    doc["annotations"][0]["segmentation"] = {"size": [32, 64], "counts": [2048]}  # not the image's size
+    (root / "train" / "annotations.json").write_text(json.dumps(doc))
+    poly = load_detection_data(str(root), masks=True)
+    (path, reason), = poly.skipped
+    assert path.endswith("annotations.json") and reason.startswith(f"annotation {doc['annotations'][0]['id']} in image")
+    assert "segmentation RLE size [32, 64] is not the image size [64, 64]" in reason
+    for i in range(len(rle.train)):
+        a, b = rle.train[i][1]["masks"].numpy(), poly.train[i][1]["masks"].numpy()
+        if i == 0:
+            a = a[1:]  # its first object was skipped
+        assert a.shape == b.shape and a.sum() > 0
+        iou = (a & b).sum(axis=(1, 2)) / np.maximum(1, (a | b).sum(axis=(1, 2)))
+        inside = (a & b).sum(axis=(1, 2)) / np.maximum(1, b.sum(axis=(1, 2)))
+        assert (iou > 0.6).all() and (inside > 0.85).all(), (iou, inside)  # outlines through the edge pixels' centres
 
 
 def test_targets_carry_masks_that_move_with_the_pixels(tmp_path):

@@ -192,3 +192,48 @@ def test_finetuning_a_voc_segmenter_to_new_classes(plugin, torch_home, tmp_path)
                         weights_only=True)
     assert not torch.equal(state["backbone.0.0.weight"], cached["backbone.0.0.weight"])  # the backbone trained too
     assert summary["best_val_miou"] is not None
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    import urllib.request
+
+    import torch.hub
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"the test tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+@pytest.mark.slow
+def test_fcn_trains_its_aux_head_and_finetuning_resizes_it(no_network):
+    """The registry's real fcn_resnet50 (random weights, no backbone weights fetched): its training
+    output has 'aux', the task's loss adds it at 0.5, and replacing the heads for new classes (what
+    fine-tuning and load(num_classes=) do) resizes the auxiliary classifier's last conv too."""
+    from cnntool.models.surgery import replace_heads
+    from cnntool.train.tasks.segment import AUX_WEIGHT
+
+    entry = registry.get_entry("fcn_resnet50")
+    torch.manual_seed(0)
+    model = entry.build()  # the 21 VOC classes, as its pretrained weights have them
+    assert model.aux_classifier[4].out_channels == 21 == model.classifier[4].out_channels
+    replace_heads(model, entry.heads, 4)
+    assert model.classifier[4].out_channels == 4 == model.aux_classifier[4].out_channels
+    model.train()
+    outputs = []
+    model.register_forward_hook(lambda module, args, output: outputs.append(output))
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    masks = torch.randint(0, 4, (2, 32, 32))
+    masks[:, :4] = 255
+    loss, _ = SegmentTask().step(TrainConfig(), None)(model, (images, masks), settings())
+    output, = outputs
+    assert set(output) == {"out", "aux"}
+    assert output["out"].shape == output["aux"].shape == (2, 4, 32, 32)
+    main = F.cross_entropy(output["out"].detach(), masks, ignore_index=255)
+    aux = F.cross_entropy(output["aux"].detach(), masks, ignore_index=255)
+    assert AUX_WEIGHT == 0.5 and float(aux) > 0.5
+    assert loss.item() == pytest.approx(float(main + AUX_WEIGHT * aux), rel=1e-5)
+    loss.backward()
+    assert float(model.aux_classifier[4].weight.grad.abs().sum()) > 0  # the auxiliary head learns

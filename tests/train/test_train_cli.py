@@ -59,6 +59,8 @@ def test_train_writes_a_complete_run_folder(shapes, tmp_path):
     assert loaded.checkpoint["metrics"]["val_accuracy"] == summary["best_val_accuracy"]
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "epoch 2/2" in result.stderr
+    assert result.stderr.count("'*' marks a new best val_accuracy") == 1  # the mark is explained once
+    assert result.stderr.count(" *\n") == sum(r["best"] for r in epoch_results(out))
 
 
 def test_same_seed_gives_the_same_metrics(shapes, tmp_path):

@@ -126,8 +126,21 @@ def test_the_recorded_input_size_is_used_at_inference(shapes, tmp_path):
     assert load_checkpoint(out / "best.pt")["preprocessing"]["input_size"] == [3, 24, 24]
     info = runner.invoke(app, ["models", "info", str(out), "--format", "jsonl"])
     assert json.loads(info.stdout)["input_size"] == "3x24x24"
-    predicted = runner.invoke(app, ["predict", str(shapes / "val"), "-m", str(out), "--format", "jsonl"])
+    import torch
+
+    seen = set()  # the size of what reaches the first convolution (simple_cnn would take any size)
+
+    def record(module, inputs):
+        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
+            seen.add(tuple(inputs[0].shape[-2:]))
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        predicted = runner.invoke(app, ["predict", str(shapes / "val"), "-m", str(out), "--format", "jsonl"])
+    finally:
+        handle.remove()
     assert predicted.exit_code == 0, predicted.output
+    assert seen == {(24, 24)}  # the images are 16 px and simple_cnn's own size is another
 
 
 def test_inputs_unlike_the_training_data_get_a_warning(shapes, run, tmp_path):

@@ -17,14 +17,22 @@ A step is the sum of the detector's loss dict; validation is COCO mAP by pycocot
 has the best mAP@0.5, ties broken by mAP@[.5:.95]; the figures are the best epoch's
 precision-recall curves and detection confusion matrix.
 
-Augmentation (``--augment``, on by default) is :class:`~cnntool.data.detection.DetectionAugment`:
-horizontal flips (the default for detection: objects are as likely mirrored) and, with
-``--color-jitter V``, brightness, contrast and saturation jitter. Options that would move pixels
-without their boxes (rotation, shear, shifts, zoom, crops, vertical flips), and the
+Augmentation (``--augment``, on by default) is :class:`~cnntool.data.detection.DetectionAugment`,
+whose geometry moves the boxes (and masks) with the pixels: horizontal flips (the default for
+detection: objects are as likely mirrored); with ``--zoom Z``, half the images zoomed out onto a
+canvas up to ``1 / (1 - Z)`` times their size (objects get smaller: the lower end of
+classification's ``[1 - Z, 1 + Z]``); with ``--crop-scale MIN,MAX`` (and ``--crop-ratio``), half
+the images cropped by SSD's IoU crop to that fraction of their area, keeping objects whose centre
+stays inside; with ``--color-jitter V``, brightness, contrast and saturation jitter. Zoom and
+crops are off unless given (``--zoom``'s default of 0.1 is classification's). Options that would
+move pixels without their boxes (rotation, shear, shifts, vertical flips), and the
 classification-only ones (label smoothing, class balancing, mixup, cutmix, policies, erasing),
-are refused rather than ignored, as are ``--imgsz`` (a detector resizes inside itself: give
-tiny_fcos ``--arch-arg min_size=N --arch-arg max_size=M``) and ``--no-verify`` (images are
-always decoded once up front).
+are refused rather than ignored, as is ``--no-verify`` (images are always decoded once up front).
+
+``--imgsz`` sets the size the detector resizes images to inside itself
+(:func:`imgsz_arch_kwargs`): its ``min_size``/``max_size`` builder options, the same mapping as
+``cnntool detect --imgsz``, so the checkpoint records them with its preprocessing and the model
+rebuilt from it keeps the size.
 
 The recipe (:attr:`DetectTask.recipe`) is the one measured for the default ``tiny_fcos`` from
 scratch: AdamW at 3e-3, weight decay 1e-4, a one-epoch warmup then cosine decay, 8 epochs,
@@ -41,13 +49,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnntool.errors import DatasetError
+from cnntool.errors import DatasetError, UsageError
 from cnntool.train.tasks import TaskData
 
 #: The name of the model's class 0.
 BACKGROUND = "__background__"
 #: Probability of a horizontal flip under ``--augment`` (the detection default).
 HFLIP = 0.5
+#: Probability of a zoom-out under ``--zoom``, and of an IoU crop under ``--crop-scale``: the
+#: other half of the images keep the framing validation sees.
+ZOOM_OUT_P = 0.5
+CROP_P = 0.5
+#: The builder options ``--imgsz`` sets.
+SIZE_OPTIONS = ("min_size", "max_size")
 #: The figures written to the run folder.
 PR_CURVE_PNG = "pr_curve.png"
 CONFUSION_PNG = "confusion.png"
@@ -56,23 +70,91 @@ CONFUSION_PNG = "confusion.png"
 def detection_augment(cfg):
     """The :class:`~cnntool.data.detection.DetectionAugment` a config asks for, or None.
 
-    ``--no-augment``: none. Otherwise flips with probability :data:`HFLIP` (unless ``--no-hflip``),
-    and colour jitter of
-    ``--color-jitter``'s strength.
+    ``--no-augment``: none. Otherwise flips with probability :data:`HFLIP` (unless ``--no-hflip``);
+    ``--zoom Z`` (when given: its default is classification's) zooms out with probability
+    :data:`ZOOM_OUT_P` onto a canvas up to ``1 / (1 - Z)`` times the image; ``--crop-scale`` crops
+    with probability :data:`CROP_P` (``RandomIoUCrop``) to that fraction of the area, with
+    ``--crop-ratio``'s aspect ratios; colour jitter of ``--color-jitter``'s strength.
 
     Examples
     --------
     >>> from cnntool.train.config import TrainConfig
+    >>> from cnntool.data.transforms import AugmentConfig
     >>> detection_augment(TrainConfig()).hflip, detection_augment(TrainConfig(augment=False))
     (0.5, None)
+    >>> zoomed = detection_augment(TrainConfig(aug=AugmentConfig(zoom=0.5, crop_scale=(0.25, 1.0))))
+    >>> zoomed.zoom_out, zoomed.zoom_out_max, zoomed.crop, zoomed.crop_scale
+    (0.5, 2.0, 0.5, (0.25, 1.0))
     """
     from cnntool.data.detection import DetectionAugment
+    from cnntool.data.transforms import AugmentConfig
 
     if not cfg.augment:
         return None
-    aug = cfg.aug
+    aug, default = cfg.aug, AugmentConfig()
     colour = float(max(aug.brightness, aug.contrast, aug.saturation))
-    return DetectionAugment(hflip=0.0 if aug.hflip is False else HFLIP, color=min(colour, 0.99))
+    geometry: dict = {}
+    if aug.zoom != default.zoom and aug.zoom > 0:
+        geometry.update(zoom_out=ZOOM_OUT_P, zoom_out_max=1.0 / (1.0 - aug.zoom))
+    if aug.crop_scale is not None:
+        geometry.update(crop=CROP_P, crop_scale=tuple(aug.crop_scale), crop_ratio=tuple(aug.crop_ratio))
+    elif tuple(aug.crop_ratio) != tuple(default.crop_ratio):
+        raise UsageError("--crop-ratio does nothing without --crop-scale when training detection",
+                         hint="add --crop-scale MIN,MAX (e.g. 0.3,1), or leave --crop-ratio out")
+    return DetectionAugment(hflip=0.0 if aug.hflip is False else HFLIP, color=min(colour, 0.99), **geometry)
+
+
+def imgsz_arch_kwargs(cfg) -> dict:
+    """The builder options (``min_size``, ``max_size``) that make the detector a config trains
+    resize images as ``--imgsz`` asks, or {} without ``--imgsz``.
+
+    The mapping is :func:`cnntool.models.detector_size.sized_transform`'s (``cnntool detect
+    --imgsz`` uses the same): ``--imgsz 96`` on tiny_fcos (160/320) gives 96/192.
+
+    Raises
+    ------
+    UsageError
+        ``--imgsz`` for a fixed-size model (SSD), or with ``--arch-arg min_size``/``max_size`` of
+        other values. When fine-tuning the answer is {}: the loaded source is resized instead.
+
+    Examples
+    --------
+    >>> from cnntool.train.config import TrainConfig
+    >>> imgsz_arch_kwargs(TrainConfig(arch="tiny_fcos", imgsz=(96, 96)))
+    {'min_size': 96, 'max_size': 192}
+    >>> imgsz_arch_kwargs(TrainConfig(arch="tiny_fcos"))
+    {}
+    """
+    if cfg.imgsz is None:
+        return {}
+    if cfg.finetuning:  # the source model is resized where it is loaded (train/setup.py)
+        return {}
+    import torch
+
+    from cnntool.models.detector_size import sized_transform
+    from cnntool.models.registry import get_entry
+
+    entry = get_entry(cfg.arch or DetectTask.default_arch)
+    own = {k: v for k, v in (cfg.arch_kwargs or {}).items() if k not in SIZE_OPTIONS}
+    try:
+        with torch.device("meta"):  # the builder's own sizes, without allocating weights
+            model = entry.build(num_classes=2, **own)
+    except TypeError as exc:
+        raise UsageError(f"{entry.name} does not take these model options: {exc}",
+                         hint="see `cnntool models info " + entry.name + "`") from None
+    try:
+        short, long, fixed = sized_transform(model, cfg.imgsz)
+    except ValueError:
+        raise UsageError(f"{entry.name} has no input size to set", hint="leave --imgsz out") from None
+    if fixed is not None:
+        raise UsageError(f"{entry.name} trains at its fixed input size; --imgsz cannot change it",
+                         hint="leave --imgsz out")
+    sizes = {"min_size": short, "max_size": long}
+    clash = sorted(k for k in SIZE_OPTIONS if k in (cfg.arch_kwargs or {}) and cfg.arch_kwargs[k] != sizes[k])
+    if clash:
+        raise UsageError(f"--imgsz {'x'.join(map(str, cfg.imgsz))} means {sizes}, but --arch-arg gives "
+                         + ", ".join(f"{k}={cfg.arch_kwargs[k]}" for k in clash), hint="give one of them")
+    return sizes
 
 
 def load_detection_data(root: str, *, channels: int = 3, augment=None, val_split: float = 0.2, seed: int = 0,
@@ -195,10 +277,13 @@ class DetectTask:
     default_arch = "tiny_fcos"
     recipe: dict = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "epochs": 8, "batch_size": 16,
                     "grad_clip": 10.0, "hflip": True}
-    ignores = ("label_smoothing", "dice_weight", "balance", "mixup", "cutmix", "rotate", "shift", "zoom", "shear", "crop_scale",
-               "crop_ratio", "vflip", "policy", "erasing", "imgsz", "verify")
+    ignores = ("label_smoothing", "dice_weight", "balance", "mixup", "cutmix", "rotate", "shift", "shear", "vflip",
+               "policy", "erasing", "verify")
 
     def load_data(self, cfg, preprocessing, dist) -> TaskData:
+        """The datasets; also sets ``cfg.arch_kwargs``' sizes for ``--imgsz`` (:func:`imgsz_arch_kwargs`):
+        the model is built, and its checkpoints record them, after this."""
+        cfg.arch_kwargs = {**(cfg.arch_kwargs or {}), **imgsz_arch_kwargs(cfg)}
         self.masks = instance_masks(cfg)
         return load_detection_data(cfg.data, channels=preprocessing.channels, augment=detection_augment(cfg),
                                    val_split=cfg.val_split, seed=cfg.seed, cache=cfg.cache,

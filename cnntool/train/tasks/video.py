@@ -10,6 +10,11 @@ draw of :class:`~cnntool.data.transforms.TrainTransform` for all its frames, so 
 intact); validation takes the centred clip. Small datasets stay decoded in memory. Under DDP
 each process decodes only its own shard of the videos.
 
+A model that takes optical flow (``--arch two_stream --arch-arg motion=flow``) has the flow method
+in its preprocessing (:meth:`~cnntool.models.registry.ModelEntry.clip_preprocessing`, DIS by
+default): the datasets append the flow from each frame to the next as two channels, each
+checkpoint records the method, and ``cnntool video`` appends the same flow to every window.
+
 A step, the evaluator, the best checkpoint (validation accuracy, ties to the lower loss), the
 figures and the summary are classification's (:class:`~cnntool.train.tasks.classify.ClassifyTask`):
 a clip model's output is class scores, like an image classifier's. Mixup mixes whole clips;
@@ -31,6 +36,7 @@ class VideoTask(ClassifyTask):
     """Video (clip) classification (see the module docstring)."""
 
     name = "video"
+    unit = "videos"  # what the run's counts are of (one clip drawn from each per epoch)
     default_arch = "c3d_small"
     recipe: dict = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "epochs": 8, "batch_size": 16}
     ignores = ("cutmix", "dice_weight")
@@ -46,6 +52,8 @@ class VideoTask(ClassifyTask):
                               augment=cfg.aug if cfg.augment else None, val_split=cfg.val_split, seed=cfg.seed,
                               cache=cache, verify=cfg.verify, rank=dist.rank, world_size=dist.world_size)
         clips = f"clips of {preprocessing.frames} frames every {preprocessing.frame_stride}"
+        if preprocessing.flow:
+            clips += f", with {preprocessing.flow} optical flow"
         return TaskData(classes=data.classes, model_classes=list(data.classes), train=data.train, val=data.val,
                         test=data.test, sizes=data.sizes, skipped=data.skipped, split=data.split,
                         cached=data.train.cached and data.val.cached,
