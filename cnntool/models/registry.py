@@ -34,6 +34,9 @@ TIMM_PREFIX = "timm/"
 
 # Modules whose import registers entries. Later tasks (detection, segmentation, video) add theirs.
 _ENTRY_MODULES = ("cnntool.models.entries", "cnntool.models.zoo", "cnntool.models.zoo_tasks")
+#: Prefixed names whose entries are made on first use, by "module:function" (data, like builders:
+#: the source module stands on this one, never the other way round).
+_ENTRY_SOURCES = {TIMM_PREFIX: "cnntool.models.timm_source:timm_entry"}
 
 
 @dataclass(frozen=True)
@@ -329,10 +332,10 @@ def get_entry(name: str) -> ModelEntry:
     key = name.lower()
     if key in _REGISTRY:
         return _REGISTRY[key]
-    if key.startswith(TIMM_PREFIX):  # timm's 1,000+ architectures, entries made on first use
-        from cnntool.models.timm_source import timm_entry
-
-        return timm_entry(name[len(TIMM_PREFIX):])
+    for prefix, source in _ENTRY_SOURCES.items():  # timm's 1,000+ architectures, entries made on first use
+        if key.startswith(prefix):
+            module, _, function = source.partition(":")
+            return getattr(importlib.import_module(module), function)(name[len(prefix):])
     raise UnknownModelError(f"unknown model {name!r}",
                             hint=did_you_mean(key, list(_REGISTRY), fallback="see `cnntool models list`"))
 

@@ -419,11 +419,9 @@ def _architecture_facts(arch: str, num_classes: int, input_size: tuple[int, ...]
     """(parameter count, default Grad-CAM layer) from one build on the meta device."""
     import torch
 
-    from cnntool.models.summary import count_parameters
-
     with torch.device("meta"):
         model = create_model(model_name=arch, num_classes=num_classes, in_channels=input_size[0])
-    return count_parameters(model)[0], last_feature_map(model, input_size)
+    return sum(p.numel() for p in model.parameters()), last_feature_map(model, input_size)
 
 
 def last_feature_map(model, input_size: tuple[int, ...]) -> str | None:

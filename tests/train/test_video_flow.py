@@ -1,8 +1,4 @@
-"""The two-stream model with real optical flow: trained on flow, recorded, and given flow again by ``cnntool video``.
-
-Needs ``"video": "cnntool.train.tasks.video:VideoTask"`` in :data:`cnntool.train.tasks.PLUGINS`
-(the fixture below adds it when it is missing).
-"""
+"""The two-stream model with real optical flow: trained on flow, recorded, and given flow again by ``cnntool video``."""
 
 from __future__ import annotations
 
@@ -22,16 +18,10 @@ from cnntool.errors import UsageError
 from cnntool.models.checkpoint import load_checkpoint, save_checkpoint
 from cnntool.models.loading import load
 from cnntool.models.registry import get_entry
-from cnntool.train import tasks
 from cnntool.train.config import TrainConfig
 from cnntool.train.runner import train
 from cnntool.train.setup import source_preprocessing
 from cnntool.train.tasks import get_task
-
-
-@pytest.fixture(autouse=True)
-def plugin(monkeypatch):
-    monkeypatch.setitem(tasks.PLUGINS, "video", "cnntool.train.tasks.video:VideoTask")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,4 @@
 """The video plug-in: clips from class folders of videos through the task-agnostic runner.
-
-Needs ``"video": "cnntool.train.tasks.video:VideoTask"`` in :data:`cnntool.train.tasks.PLUGINS`
-(the fixture below adds it when it is missing).
 """
 
 from __future__ import annotations
@@ -18,15 +15,9 @@ from cnntool.data.video import write_video
 from cnntool.errors import UsageError
 from cnntool.models.checkpoint import load_checkpoint
 from cnntool.models.registry import get_entry
-from cnntool.train import tasks
 from cnntool.train.config import TrainConfig
 from cnntool.train.runner import train
 from cnntool.train.tasks import get_task
-
-
-@pytest.fixture(autouse=True)
-def plugin(monkeypatch):
-    monkeypatch.setitem(tasks.PLUGINS, "video", "cnntool.train.tasks.video:VideoTask")
 
 
 @pytest.fixture(scope="module")
