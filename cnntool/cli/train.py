@@ -132,16 +132,16 @@ Init = Annotated[Optional[str], typer.Option("--init", help="From-scratch initia
 Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random distortions of training "
                                                                                 "images [default: on].",
                                                  show_default=False, rich_help_panel="Augmentation")]
-Rotate = Annotated[Optional[float], typer.Option("--rotate", min=0.0, help="Max rotation, degrees [default: 10].",
+Rotate = Annotated[Optional[float], typer.Option("--rotate", min=0.0, help="Max rotation, degrees [default: 10; segmentation: off].",
                                                  show_default=False, rich_help_panel="Augmentation")]
 Shift = Annotated[Optional[float], typer.Option("--shift", min=0.0, help="Max shift, fraction of the image size "
-                                                                         "[default: 0.1].", show_default=False, rich_help_panel="Augmentation")]
+                                                                         "[default: 0.1; segmentation: off].", show_default=False, rich_help_panel="Augmentation")]
 Zoom = Annotated[Optional[float], typer.Option("--zoom", min=0.0, help="Max zoom in/out, fraction: a scale in "
                                                                         "[1-X, 1+X]. Detection: zoom out only, half "
                                                                         "the images onto a canvas up to 1/(1-X) times "
-                                                                        "their size [default: 0.1; detection: off].",
+                                                                        "their size [default: 0.1; detection, segmentation: off].",
                                                show_default=False, rich_help_panel="Augmentation")]
-Shear = Annotated[Optional[float], typer.Option("--shear", min=0.0, help="Max shear, degrees [default: 5].",
+Shear = Annotated[Optional[float], typer.Option("--shear", min=0.0, help="Max shear, degrees [default: 5; segmentation: off].",
                                                 show_default=False, rich_help_panel="Augmentation")]
 CropScale = Annotated[Optional[str], typer.Option("--crop-scale", metavar="MIN,MAX",
                                                   help="Random resized crop over this fraction of the area, e.g. "
@@ -149,9 +149,10 @@ CropScale = Annotated[Optional[str], typer.Option("--crop-scale", metavar="MIN,M
                                                        "get SSD's IoU crop of that area, boxes kept with their "
                                                        "objects, e.g. 0.1,1 [default: off].",
                                                   show_default=False, rich_help_panel="Augmentation")]
-Hflip = Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random left-right flips [default: off: "
-                                                                          "digits and text are not "
-                                                                          "mirror-symmetric].", show_default=False, rich_help_panel="Augmentation")]
+Hflip = Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random left-right flips [default: off, as "
+                                                                          "digits and text are not mirror-"
+                                                                          "symmetric; detection, "
+                                                                          "segmentation: on].", show_default=False, rich_help_panel="Augmentation")]
 Vflip = Annotated[Optional[bool], typer.Option("--vflip/--no-vflip", help="Random top-bottom flips [default: off].",
                                                show_default=False, rich_help_panel="Augmentation")]
 ColorJitter = Annotated[Optional[float], typer.Option("--color-jitter", min=0.0, help="Brightness, contrast and "

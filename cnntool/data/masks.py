@@ -443,7 +443,7 @@ def problems_error(problems: Sequence[tuple[str, str]], what: str = "segmentatio
 class SegmentAugment:
     """Joint image+mask augmentation with torchvision ``transforms.v2``, drawn per sample.
 
-    Geometry (flips, one affine warp for rotation, zoom and shift) is applied to the image
+    Geometry (flips, one affine warp for rotation, zoom, shift and shear) is applied to the image
     (bilinear) and the mask (nearest neighbour) with the same parameters; pixels brought in
     from outside the image are 0 in the image and 255 (not labelled) in the mask. Colour
     jitter changes the image only. Output keeps the input size (zoom > 1 crops, < 1 shrinks).
@@ -456,8 +456,8 @@ class SegmentAugment:
 
     ``hflip``, ``vflip``: probability of mirroring left-right / top-bottom; ``rotate``: degrees,
     uniform in [-rotate, rotate]; ``zoom``: scale factor range; ``shift``: translation as a
-    fraction of the size, per axis; ``brightness``, ``contrast``, ``saturation``, ``hue``:
-    torchvision ``ColorJitter`` strengths (0 turns each off).
+    fraction of the size, per axis; ``shear``: degrees; ``brightness``, ``contrast``, ``saturation``,
+    ``hue``: torchvision ``ColorJitter`` strengths (0 turns each off).
 
     Examples
     --------
@@ -473,6 +473,7 @@ class SegmentAugment:
     rotate: float = 0.0
     zoom: tuple[float, float] = (1.0, 1.0)
     shift: float = 0.0
+    shear: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
@@ -489,10 +490,10 @@ class SegmentAugment:
             steps.append(v2.RandomHorizontalFlip(p=self.hflip))
         if self.vflip > 0:
             steps.append(v2.RandomVerticalFlip(p=self.vflip))
-        if self.rotate or self.shift or tuple(self.zoom) != (1.0, 1.0):
+        if self.rotate or self.shift or self.shear or tuple(self.zoom) != (1.0, 1.0):
             steps.append(v2.RandomAffine(
                 degrees=self.rotate, translate=(self.shift, self.shift) if self.shift else None,
-                scale=tuple(self.zoom), interpolation=v2.InterpolationMode.BILINEAR,
+                scale=tuple(self.zoom), shear=self.shear or None, interpolation=v2.InterpolationMode.BILINEAR,
                 fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))
         if self.brightness or self.contrast or self.saturation or self.hue:
             steps.append(v2.ColorJitter(brightness=self.brightness or None, contrast=self.contrast or None,

@@ -22,6 +22,15 @@ from cnntool.data.preprocessing import Preprocessing, resize_image, to_channels
 #: background of digit and medical datasets (a photo's border is rarely visible at these angles).
 BORDER_VALUE = 0
 
+#: ``--zoom``'s default for classification and video (a scale in [0.9, 1.1]); a task's recipe may
+#: replace it (detection's and segmentation's are 0: off), see
+#: :meth:`cnntool.train.config.TrainConfig.resolve`.
+DEFAULT_ZOOM = 0.1
+
+#: The geometric distortions' defaults for classification and video (degrees, fraction, scale,
+#: degrees); a field left None takes its task's recipe value, else this one.
+GEOMETRY_DEFAULTS = {"rotate": 10.0, "shift": 0.1, "zoom": DEFAULT_ZOOM, "shear": 5.0}
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -33,14 +42,18 @@ class AugmentConfig:
 
     Parameters
     ----------
-    rotate : float
+    rotate : float or None
         Rotation in degrees, in [-rotate, rotate].
-    shift : float
+    shift : float or None
         Translation as a fraction of the output size, per axis, in [-shift, shift].
-    zoom : float
-        Scale factor in [1 - zoom, 1 + zoom].
-    shear : float
+    zoom : float or None
+        Scale factor in [1 - zoom, 1 + zoom] (detection: a box-aware zoom-out instead).
+    shear : float or None
         Horizontal shear angle in degrees, in [-shear, shear].
+
+        Each of the four left None means its task's default: :data:`GEOMETRY_DEFAULTS` for
+        classification and video, off for segmentation (and zoom off for detection);
+        :meth:`cnntool.train.config.TrainConfig.resolve` records the number.
     crop_scale : tuple of float or None
         Random resized crop: the crop covers this fraction range of the image area (the
         ImageNet recipe uses (0.08, 1.0)); None keeps the evaluation framing (resize, centre crop).
@@ -59,14 +72,14 @@ class AugmentConfig:
 
     Examples
     --------
-    >>> bool(AugmentConfig().hflip)
-    False
+    >>> bool(AugmentConfig().hflip), AugmentConfig().zoom is None, AugmentConfig().zoom_or_default
+    (False, True, 0.1)
     """
 
-    rotate: float = 10.0                     # degrees
-    shift: float = 0.1                       # fraction of the output width/height
-    zoom: float = 0.1                        # scale in [0.9, 1.1]
-    shear: float = 5.0                       # degrees
+    rotate: float | None = None              # degrees; None: the task's (10; segmentation: off)
+    shift: float | None = None               # fraction of the output width/height; None: the task's (0.1)
+    zoom: float | None = None                # None: the task's (DEFAULT_ZOOM: [0.9, 1.1]; detection: off)
+    shear: float | None = None               # degrees; None: the task's (5; segmentation: off)
     crop_scale: tuple[float, float] | None = None   # e.g. (0.08, 1.0) for ImageNet-sized photos
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool | None = None                # None: the task's default (off for classification: digits and text are not mirror-invariant)
@@ -76,6 +89,23 @@ class AugmentConfig:
     saturation: float = 0.0
     policy: str = "none"                     # randaugment | trivialaugment (torchvision's policies)
     erasing: float = 0.0                     # probability of erasing a random patch
+
+    def geometry(self, name: str) -> float:
+        """``rotate``, ``shift``, ``zoom`` or ``shear``, or its :data:`GEOMETRY_DEFAULTS` value
+        when None (the classification default).
+
+        Examples
+        --------
+        >>> AugmentConfig(rotate=3).geometry("rotate"), AugmentConfig().geometry("shear")
+        (3.0, 5.0)
+        """
+        value = getattr(self, name)
+        return GEOMETRY_DEFAULTS[name] if value is None else float(value)
+
+    @property
+    def zoom_or_default(self) -> float:
+        """``zoom``, or :data:`DEFAULT_ZOOM` when it is None (the classification default)."""
+        return self.geometry("zoom")
 
     @property
     def color(self) -> bool:
@@ -140,11 +170,11 @@ class TrainTransform:
         """Random parameters for ``n`` images: an (n, 15) float array, one row per image."""
         a = self.augment
         columns = [
-            rng.uniform(-a.rotate, a.rotate, n),
-            rng.uniform(-a.shear, a.shear, n),
-            rng.uniform(1 - a.zoom, 1 + a.zoom, n),
-            rng.uniform(-a.shift, a.shift, n),
-            rng.uniform(-a.shift, a.shift, n),
+            rng.uniform(-a.geometry("rotate"), a.geometry("rotate"), n),
+            rng.uniform(-a.geometry("shear"), a.geometry("shear"), n),
+            rng.uniform(1 - a.geometry("zoom"), 1 + a.geometry("zoom"), n),
+            rng.uniform(-a.geometry("shift"), a.geometry("shift"), n),
+            rng.uniform(-a.geometry("shift"), a.geometry("shift"), n),
             (rng.random(n) < 0.5) & bool(a.hflip),
             (rng.random(n) < 0.5) & a.vflip,
             rng.uniform(1 - a.brightness, 1 + a.brightness, n),

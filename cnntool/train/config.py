@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from cnntool.data.transforms import AugmentConfig
+from cnntool.data.transforms import GEOMETRY_DEFAULTS, AugmentConfig
 from cnntool.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -42,6 +42,9 @@ MACHINE_OPTIONS = ("device", "amp", "channels_last", "workers", "threads", "cach
 #: The hint of every refusal to change a resumed run's recipe.
 RESUME_HINT = "a resumed run keeps its recipe; start a new run to change it"
 
+#: What :meth:`TrainConfig.resolve` gives augmentation options left at None when the task's recipe
+#: does not name them: the classification recipe (no flips, zoom in [0.9, 1.1]).
+AUG_DEFAULTS = {"hflip": False, **GEOMETRY_DEFAULTS}
 
 
 #: Config fields whose flag is not ``--field-name``.
@@ -164,8 +167,8 @@ class TrainConfig:
             raise UsageError("--arch-arg takes KEY=VALUE pairs")
         for name in ("rotate", "shift", "zoom", "shear", "brightness", "contrast", "saturation", "erasing"):
             _number(getattr(self.aug, name), flag_name(name) if name not in ("brightness", "contrast", "saturation")
-                    else "--color-jitter", low=0.0)
-        if self.aug.zoom >= 1.0:
+                    else "--color-jitter", low=0.0, optional=name in ("rotate", "shift", "zoom", "shear"))
+        if self.aug.zoom is not None and self.aug.zoom >= 1.0:
             raise UsageError(f"--zoom must be below 1 (a scale in [1 - zoom, 1 + zoom]), not {self.aug.zoom}")
         from cnntool.data.transforms import POLICIES
 
@@ -179,7 +182,8 @@ class TrainConfig:
         """Refuse options the task does not use (``task.ignores``): a flag that would do nothing
         is an error, not a silent no-op."""
         defaults = TrainConfig()
-        given = [name for name in getattr(task, "ignores", ()) if _differs(self, defaults, name)]
+        recipe = getattr(task, "recipe", None) or {}
+        given = [name for name in getattr(task, "ignores", ()) if _differs(self, defaults, name, recipe)]
         if given:
             flags = ", ".join(flag_name(n) if n in FIELD_NAMES else _aug_flag(n) for n in given)
             raise UsageError(f"{flags} does nothing when training {task.name}",
@@ -190,7 +194,19 @@ class TrainConfig:
 
         ``train_size`` is the number of training images, ``world_size`` the number of
         processes (the global batch is ``batch_size * world_size``). ``defaults`` (a task's
-        recipe) fill ``None`` fields first (``{"optimizer": "adamw", "lr": 2e-3, "epochs": 40}``).
+        recipe) fill ``None`` fields first (``{"optimizer": "adamw", "lr": 2e-3, "epochs": 40}``;
+        augmentation options too, ``{"hflip": True, "zoom": 0.0}``), then :data:`AUG_DEFAULTS`
+        the augmentation options still None.
+
+        Examples
+        --------
+        >>> TrainConfig().resolve(train_size=100).aug.zoom
+        0.1
+        >>> TrainConfig().resolve(train_size=100, defaults={"zoom": 0.0}).aug.zoom
+        0.0
+        >>> cfg = TrainConfig(aug=AugmentConfig(zoom=0.1))  # given: the recipe does not replace it
+        >>> cfg.resolve(train_size=100, defaults={"zoom": 0.0}).aug.zoom
+        0.1
         """
         cfg = dataclasses.replace(self, aug=dataclasses.replace(self.aug))
         aug: dict = {}
@@ -200,8 +216,9 @@ class TrainConfig:
                     aug[name] = value
             elif getattr(cfg, name) is None:
                 setattr(cfg, name, value)
-        if cfg.aug.hflip is None:
-            aug.setdefault("hflip", False)
+        for name, value in AUG_DEFAULTS.items():
+            if getattr(cfg.aug, name) is None:
+                aug.setdefault(name, value)
         cfg.aug = dataclasses.replace(cfg.aug, **aug)
         if cfg.optimizer is None:
             cfg.optimizer = "sgd"
@@ -333,10 +350,16 @@ def _number(value, flag: str, *, low: float | None = None, high: float | None = 
         raise UsageError(f"{flag} must be a number {' and '.join(x for x in (lo, hi) if x)}, not {value!r}")
 
 
-def _differs(cfg: "TrainConfig", defaults: "TrainConfig", name: str) -> bool:
+def _differs(cfg: "TrainConfig", defaults: "TrainConfig", name: str, recipe: dict | None = None) -> bool:
+    """Whether ``name`` was given: it differs from its default, and (an augmentation option whose
+    default is None) from the value :meth:`TrainConfig.resolve` gives it for the task of ``recipe``,
+    which a saved (resolved) config holds when resumed."""
     if name in FIELD_NAMES:
         return getattr(cfg, name) != getattr(defaults, name)
-    return getattr(cfg.aug, name) != getattr(defaults.aug, name)
+    value, default = getattr(cfg.aug, name), getattr(defaults.aug, name)
+    if default is None and name in AUG_DEFAULTS:
+        return value is not None and value != (recipe or {}).get(name, AUG_DEFAULTS[name])
+    return value != default
 
 
 def _aug_flag(name: str) -> str:

@@ -2,6 +2,7 @@ import cv2
 import numpy as np
 
 from cnntool.data.preprocessing import Preprocessing
+from cnntool.data.transforms import DEFAULT_ZOOM, AugmentConfig, TrainTransform
 
 
 def test_enlarging_follows_the_weights_interpolation_and_shrinking_averages_areas():
@@ -25,3 +26,15 @@ def test_loaded_model_carries_the_registry_preprocessing_unchanged():
     entry = get_entry("efficientnet_b0")
     assert entry.preprocessing.interpolation == "bicubic"
     assert load("efficientnet_b0").preprocessing is entry.preprocessing
+
+
+def test_zoom_none_is_the_classification_default_in_the_transform():
+    """Classification and video data are built before resolve: their transform reads None as
+    DEFAULT_ZOOM, drawing exactly what zoom=0.1 draws."""
+    pre = Preprocessing((1, 16, 16), (0.5,), (0.5,))
+    left_out = TrainTransform(pre, AugmentConfig()).draw(np.random.default_rng(4), 64)
+    typed = TrainTransform(pre, AugmentConfig(zoom=DEFAULT_ZOOM)).draw(np.random.default_rng(4), 64)
+    np.testing.assert_array_equal(left_out, typed)
+    assert 0.9 <= left_out[:, 2].min() < 0.95 and 1.05 < left_out[:, 2].max() <= 1.1
+    off = TrainTransform(pre, AugmentConfig(zoom=0.0)).draw(np.random.default_rng(4), 64)
+    assert (off[:, 2] == 1.0).all()

@@ -110,6 +110,35 @@ def test_augmentation_maps_onto_box_aware_transforms():
     assert cropped.zoom_out == 0 and cropped.crop_ratio == pytest.approx((3 / 4, 4 / 3))  # --crop-ratio's default
 
 
+
+def test_zoom_typed_as_0_1_zooms_out_and_the_default_is_recorded_as_off(shapes, tmp_path, monkeypatch):
+    """--zoom 0.1 is not classification's default for detection: typed, it zooms out (up to
+    1 / 0.9 of the size); left out, the run records the detection recipe's zoom, 0."""
+    from cnntool.cli.train import _config
+    from cnntool.train.tasks import detect
+
+    typed = _config({"data": str(shapes), "task": "detect", "zoom": 0.1}, None)
+    assert typed.aug.zoom == 0.1 and _config({"data": str(shapes), "task": "detect"}, None).aug.zoom is None
+    aug = detection_augment(typed)
+    assert (aug.zoom_out, aug.zoom_out_max) == (0.5, pytest.approx(1 / 0.9))
+    assert detection_augment(TrainConfig()).zoom_out == 0
+    assert typed.resolve(train_size=16, defaults=DetectTask.recipe).aug.zoom == 0.1
+    assert TrainConfig().resolve(train_size=16, defaults=DetectTask.recipe).aug.zoom == 0.0
+
+    augments = []
+    original = detect.load_detection_data
+
+    def spy(*args, **kwargs):
+        augments.append(kwargs["augment"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(detect, "load_detection_data", spy)
+    for name, zoom in (("default", None), ("zoom", 0.1)):
+        train(config(shapes, tmp_path / name, epochs=1, aug=AugmentConfig(zoom=zoom)))
+    assert [a.zoom_out for a in augments] == [0.0, 0.5]  # the training data got the zoom-out
+    recorded = [json.loads((tmp_path / name / "config.json").read_text())["aug"]["zoom"] for name in ("default", "zoom")]
+    assert recorded == [0.0, 0.1]
+
 def test_imgsz_becomes_the_detectors_builder_sizes():
     """--imgsz maps as `cnntool detect --imgsz` does (models.detector_size): N -> shorter side N,
     longer at most N x the model's own ratio (tiny_fcos 160/320); HxW -> min and max."""

@@ -4,6 +4,7 @@ VOC segmenter to new classes with weights made here (nothing downloaded)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -20,7 +21,8 @@ from cnntool.models.checkpoint import load_checkpoint
 from cnntool.train import tasks
 from cnntool.train.config import TrainConfig
 from cnntool.train.loop import StepSettings
-from cnntool.train.tasks.segment import SegmentEvaluator, SegmentTask, dice_loss, load_segmentation_data
+from cnntool.train.tasks.segment import (CONFUSION_PNG, IOU_PNG, SegmentEvaluator, SegmentTask, dice_loss,
+                                        load_segmentation_data)
 
 UNET = registry.ModelEntry(name="unet", task="segmentation", builder="cnntool.models.unet:unet", family="unet",
                            preprocessing=Preprocessing((3, 128, 128), (0.5,) * 3, (0.5,) * 3), num_classes=2,
@@ -54,6 +56,23 @@ def test_data_resized_to_the_model_with_classes_from_the_file(shapes):
     assert images.shape == (2, 3, 32, 32) and images.dtype == torch.uint8
     assert masks.shape == (2, 32, 32) and set(masks.unique().tolist()) <= {0, 1, 2, 3}
     assert data.profile["median_size"] == [48, 48]
+
+
+def test_the_warp_is_off_by_default_and_moves_masks_with_images_when_asked(shapes):
+    from cnntool.data.transforms import AugmentConfig
+    from cnntool.train.tasks.segment import segment_augment
+
+    plain = load_segmentation_data(str(shapes), HALF, augment=segment_augment(TrainConfig()))
+    _, masks = plain.train.__getitems__(list(range(16)))
+    assert 255 not in masks.unique().tolist()  # flips only: nothing is brought in from outside
+    warp = segment_augment(TrainConfig(aug=AugmentConfig(rotate=30.0, zoom=0.4, shift=0.2)))
+    warped = load_segmentation_data(str(shapes), HALF, augment=warp)
+    images, masks = warped.train.__getitems__(list(range(16)))
+    assert 255 in masks.unique().tolist()  # borders brought in are not labelled
+    assert set(masks.unique().tolist()) <= {0, 1, 2, 3, 255}  # nearest neighbour: no blended class ids
+    outside = masks == 255
+    # where the mask is 255 the image is the fill (but a bilinear rim where the two meet)
+    assert (images.permute(1, 0, 2, 3)[:, outside] == 0).float().mean() > 0.9
 
 
 def test_bad_pairs_are_skipped_and_named(tmp_path):
@@ -149,6 +168,55 @@ def test_a_small_unet_trains_through_the_runner(plugin, tmp_path):
     assert best["task"] == "segmentation" and best["classes"][0] == "background"
     assert best["preprocessing"]["input_size"] == [3, 48, 48] and best["arch_kwargs"] == {"depth": 3, "width": 16}
     assert json.loads((run / "config.json").read_text())["optimizer"] == "adamw"  # the task's recipe
+
+
+#: Fields of an epoch record that are wall-clock measurements, not results.
+TIMING = {"train_images_per_s", "epoch_seconds"}
+
+
+def epoch_results(run_dir) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+@pytest.mark.slow
+def test_a_unet_run_killed_after_one_epoch_resumes_to_the_same_weights(plugin, tmp_path):
+    """With augmentation (flips seeded by seed and epoch), 2 epochs straight against 1 epoch, a
+    kill, and --resume: the same weights (AdamW's moments and the schedule carried over), epoch
+    records and best mIoU; the figures the killed run never drew come from the restored best
+    result (about 3 s here)."""
+    from cnntool.train.runner import train
+
+    data = write_shapes_segmentation(tmp_path / "data", n_train=16, n_val=8, size=32, seed=5)
+    cfg = TrainConfig(data=str(data), task="segment", out=str(tmp_path / "a"), imgsz=(32, 32), epochs=2,
+                      batch_size=4, arch_kwargs={"depth": 2, "width": 8}, device="cpu", threads=1, workers=0,
+                      seed=3)
+    assert cfg.augment
+    straight = train(cfg)
+
+    def stop_after_one(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(dataclasses.replace(cfg, out=str(tmp_path / "b")), on_epoch=stop_after_one)
+    cut = tmp_path / "b"
+    assert load_checkpoint(cut / "last.pt")["epoch"] == 1
+    for name in (CONFUSION_PNG, IOU_PNG):
+        (cut / name).unlink(missing_ok=True)
+    resumed = train(TrainConfig(), resume=str(cut))
+    assert resumed["epochs"] == 2 and resumed["task"] == "segmentation"
+    assert resumed["best_val_miou"] == straight["best_val_miou"] is not None
+    for name in ("last.pt", "best.pt"):
+        a, b = load_checkpoint(tmp_path / "a" / name), load_checkpoint(cut / name)
+        assert a["epoch"] == b["epoch"], name
+        assert a["state_dict"].keys() == b["state_dict"].keys()
+        for key, tensor in a["state_dict"].items():
+            assert torch.equal(tensor, b["state_dict"][key]), (name, key)
+    assert [r["epoch"] for r in epoch_results(cut)] == [1, 2]
+    assert epoch_results(tmp_path / "a") == epoch_results(cut)
+    for name in (CONFUSION_PNG, IOU_PNG):
+        assert (cut / name).stat().st_size > 0, name  # drawn from the restored best result
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ canvas up to ``1 / (1 - Z)`` times their size (objects get smaller: the lower en
 classification's ``[1 - Z, 1 + Z]``); with ``--crop-scale MIN,MAX`` (and ``--crop-ratio``), half
 the images cropped by SSD's IoU crop to that fraction of their area, keeping objects whose centre
 stays inside; with ``--color-jitter V``, brightness, contrast and saturation jitter. Zoom and
-crops are off unless given (``--zoom``'s default of 0.1 is classification's). Options that would
+crops are off unless given (the recipe's ``zoom`` is 0; ``--zoom 0.1`` typed zooms out). Options that would
 move pixels without their boxes (rotation, shear, shifts, vertical flips), and the
 classification-only ones (label smoothing, class balancing, mixup, cutmix, policies, erasing),
 are refused rather than ignored, as is ``--no-verify`` (images are always decoded once up front).
@@ -71,7 +71,7 @@ def detection_augment(cfg):
     """The :class:`~cnntool.data.detection.DetectionAugment` a config asks for, or None.
 
     ``--no-augment``: none. Otherwise flips with probability :data:`HFLIP` (unless ``--no-hflip``);
-    ``--zoom Z`` (when given: its default is classification's) zooms out with probability
+    ``--zoom Z`` (off unless given: the recipe's ``zoom`` is 0) zooms out with probability
     :data:`ZOOM_OUT_P` onto a canvas up to ``1 / (1 - Z)`` times the image; ``--crop-scale`` crops
     with probability :data:`CROP_P` (``RandomIoUCrop``) to that fraction of the area, with
     ``--crop-ratio``'s aspect ratios; colour jitter of ``--color-jitter``'s strength.
@@ -85,6 +85,8 @@ def detection_augment(cfg):
     >>> zoomed = detection_augment(TrainConfig(aug=AugmentConfig(zoom=0.5, crop_scale=(0.25, 1.0))))
     >>> zoomed.zoom_out, zoomed.zoom_out_max, zoomed.crop, zoomed.crop_scale
     (0.5, 2.0, 0.5, (0.25, 1.0))
+    >>> detection_augment(TrainConfig()).zoom_out, detection_augment(TrainConfig(aug=AugmentConfig(zoom=0.1))).zoom_out
+    (0.0, 0.5)
     """
     from cnntool.data.detection import DetectionAugment
     from cnntool.data.transforms import AugmentConfig
@@ -94,8 +96,9 @@ def detection_augment(cfg):
     aug, default = cfg.aug, AugmentConfig()
     colour = float(max(aug.brightness, aug.contrast, aug.saturation))
     geometry: dict = {}
-    if aug.zoom != default.zoom and aug.zoom > 0:
-        geometry.update(zoom_out=ZOOM_OUT_P, zoom_out_max=1.0 / (1.0 - aug.zoom))
+    zoom = DetectTask.recipe["zoom"] if aug.zoom is None else aug.zoom  # None: not given (before resolve)
+    if zoom > 0:
+        geometry.update(zoom_out=ZOOM_OUT_P, zoom_out_max=1.0 / (1.0 - zoom))
     if aug.crop_scale is not None:
         geometry.update(crop=CROP_P, crop_scale=tuple(aug.crop_scale), crop_ratio=tuple(aug.crop_ratio))
     elif tuple(aug.crop_ratio) != tuple(default.crop_ratio):
@@ -276,7 +279,7 @@ class DetectTask:
     default_init = "torch"      # the builder's own: FCOS/RetinaNet priors, Faster R-CNN's heads
     default_arch = "tiny_fcos"
     recipe: dict = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "epochs": 8, "batch_size": 16,
-                    "grad_clip": 10.0, "hflip": True}
+                    "grad_clip": 10.0, "hflip": True, "zoom": 0.0}
     ignores = ("label_smoothing", "dice_weight", "balance", "mixup", "cutmix", "rotate", "shift", "shear", "vflip",
                "policy", "erasing", "verify")
 
