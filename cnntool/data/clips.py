@@ -94,6 +94,15 @@ class OpenCVFlow:
         self.method, self.preset = method, preset
         self._local = threading.local()
 
+    def __getstate__(self) -> dict:  # DataLoader workers started by spawn pickle the dataset
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict) -> None:
+        import threading
+
+        self.__dict__.update(state)
+        self._local = threading.local()  # each process makes its own OpenCV objects
+
     def __call__(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
         """Flow from ``prev`` to ``next`` (uint8 or [0, 1] floats, (H, W), (H, W, 1) or (H, W, 3) RGB)."""
         import cv2

@@ -39,7 +39,7 @@ import numpy as np
 
 RESIZE_MODES = ("stretch", "crop", "shorter", "none")
 #: Optical flow methods a clip model can take as input channels (OpenCV's: deterministic, on the
-#: CPU, in :func:`cnntool.data.clips.opencv_flow`), and the one a flow model gets by default.
+#: CPU, in :class:`cnntool.data.clips.OpenCVFlow`), and the one a flow model gets by default.
 FLOW_METHODS = ("dis", "farneback")
 DEFAULT_FLOW = "dis"
 #: Flow channels hold ``round(d * FLOW_SCALE) + FLOW_OFFSET`` (uint8) for a displacement ``d`` in

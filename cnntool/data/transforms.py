@@ -72,7 +72,7 @@ class AugmentConfig:
 
     Examples
     --------
-    >>> bool(AugmentConfig().hflip), AugmentConfig().zoom is None, AugmentConfig().zoom_or_default
+    >>> bool(AugmentConfig().hflip), AugmentConfig().zoom is None, AugmentConfig().geometry("zoom")
     (False, True, 0.1)
     """
 
@@ -101,11 +101,6 @@ class AugmentConfig:
         """
         value = getattr(self, name)
         return GEOMETRY_DEFAULTS[name] if value is None else float(value)
-
-    @property
-    def zoom_or_default(self) -> float:
-        """``zoom``, or :data:`DEFAULT_ZOOM` when it is None (the classification default)."""
-        return self.geometry("zoom")
 
     @property
     def color(self) -> bool:

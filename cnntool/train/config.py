@@ -46,6 +46,10 @@ RESUME_HINT = "a resumed run keeps its recipe; start a new run to change it"
 #: does not name them: the classification recipe (no flips, zoom in [0.9, 1.1]).
 AUG_DEFAULTS = {"hflip": False, **GEOMETRY_DEFAULTS}
 
+#: Written into every saved config: 2 since those options' defaults depend on the task (a config
+#: without it holds the classification defaults whatever the task; see ``_legacy_aug``).
+AUG_VERSION = 2
+
 
 #: Config fields whose flag is not ``--field-name``.
 FLAGS = {"init_from": "--from", "cache": "--cache-images", "aug": "--rotate, --shift, --zoom, --shear, --crop-scale, "
@@ -239,8 +243,9 @@ class TrainConfig:
         return cfg
 
     def to_dict(self) -> dict:
-        """Plain data (for config.json and checkpoints)."""
+        """Plain data (for config.json and checkpoints), marked with :data:`AUG_VERSION`."""
         d = dataclasses.asdict(self)
+        d["aug_version"] = AUG_VERSION
         if d["aug"]["crop_scale"] is not None:
             d["aug"]["crop_scale"] = list(d["aug"]["crop_scale"])
         d["aug"]["crop_ratio"] = list(d["aug"]["crop_ratio"])
@@ -292,7 +297,27 @@ class TrainConfig:
         aug = dict(values.pop("aug", {}) or {})
         aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
         aug = {k: (tuple(v) if isinstance(v, list) else v) for k, v in aug.items() if k in aug_known}
+        if data.get("aug_version") is None:  # saved before the per-task defaults: see _legacy_aug
+            aug = _legacy_aug(aug)
         return cls(**values, aug=AugmentConfig(**aug))
+
+
+def _legacy_aug(aug: dict) -> dict:
+    """Augmentation saved before :data:`AUG_VERSION` 2, made to mean what it did then.
+
+    Such configs hold the classification defaults (rotate 10, shift 0.1, zoom 0.1, shear 5, no
+    flips) whatever the task, and detection and segmentation ignored them. A value equal to that
+    default becomes None ("not given"), so that resolving the config for its task gives what the
+    run trained with: classification and video the same numbers, segmentation flips and no warp,
+    detection no zoom-out. Other values were given by the user (and only classification and
+    video took them) and are kept.
+
+    Examples
+    --------
+    >>> _legacy_aug({"rotate": 10.0, "shift": 0.2, "zoom": 0.1, "hflip": False})
+    {'rotate': None, 'shift': 0.2, 'zoom': None, 'hflip': None}
+    """
+    return {k: (None if k in AUG_DEFAULTS and v == AUG_DEFAULTS[k] else v) for k, v in aug.items()}
 
 
 def auto_batch_size(train_size: int) -> int:

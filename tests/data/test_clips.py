@@ -164,3 +164,18 @@ def test_index_errors(tmp_path):
     assert index.classes == ["cls"] and len(index) == 1 and Path(index.skipped[0][0]).name == "loose.mp4"
     with pytest.raises(DatasetError, match="lacks"):
         index_video_folder(tmp_path, classes=["other"])
+
+
+def test_the_flow_estimator_survives_pickling_for_spawned_loader_workers():
+    import pickle
+
+    from cnntool.data.clips import OpenCVFlow
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (32, 32), dtype=np.uint8)
+    b = np.roll(a, 2, axis=1)
+    flow = OpenCVFlow("dis")
+    expected = flow(a, b)  # its per-thread OpenCV object exists now, and is not pickled
+    copy = pickle.loads(pickle.dumps(flow))
+    assert (copy.method, copy.preset) == ("dis", "medium")
+    np.testing.assert_allclose(copy(a, b), expected)

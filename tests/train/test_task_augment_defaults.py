@@ -51,16 +51,39 @@ OLD_AUG = {"rotate": 10.0, "shift": 0.1, "zoom": 0.1, "shear": 5.0, "crop_scale"
            "contrast": 0.0, "saturation": 0.0, "policy": "none", "erasing": 0.0}
 
 
-@pytest.mark.parametrize("task", [ClassifyTask, SegmentTask, VideoTask])
-def test_a_config_saved_with_zoom_0_1_resumes_with_the_same_recipe(task):
-    """config.json / checkpoints written when zoom's default was 0.1 (not None)."""
+@pytest.mark.parametrize("task", [ClassifyTask, SegmentTask, VideoTask, DetectTask])
+def test_a_config_saved_before_the_per_task_defaults_resumes_as_it_trained(task):
+    """config.json / checkpoints written when the geometric defaults were the classification ones
+    for every task (no ``aug_version``): each task resumes with what it trained with."""
     saved = TrainConfig(data="d", arch="a", epochs=3, batch_size=16).resolve(train_size=100,
                                                                              defaults=task.recipe).to_dict()
-    saved["aug"] = dict(OLD_AUG)
+    del saved["aug_version"]
+    saved["aug"] = {**OLD_AUG, "hflip": task is DetectTask}  # detection's recipe filled hflip then too
     cfg = TrainConfig.from_dict(json.loads(json.dumps(saved))).resumed({"epochs": 4, "device": "cpu"})
     cfg.check_task(task())
     again = cfg.resolve(train_size=100, defaults=task.recipe).to_dict()
-    assert again["aug"] == OLD_AUG and again["epochs"] == 4
+    geometry = {k: again["aug"][k] for k in ("rotate", "shift", "zoom", "shear", "hflip")}
+    if task is SegmentTask:  # it always flipped and never warped
+        assert geometry == {"rotate": 0.0, "shift": 0.0, "zoom": 0.0, "shear": 0.0, "hflip": True}
+    elif task is DetectTask:  # its zoom 0.1 meant off
+        assert geometry == {"rotate": 0.0, "shift": 0.0, "zoom": 0.0, "shear": 0.0, "hflip": True}
+    else:
+        assert again["aug"] == OLD_AUG
+    assert again["epochs"] == 4 and again["aug_version"] == 2
+
+
+def test_a_new_config_keeps_what_was_given_when_resumed():
+    saved = TrainConfig(aug=AugmentConfig(rotate=10.0, zoom=0.1)).resolve(
+        train_size=100, defaults=SegmentTask.recipe).to_dict()
+    cfg = TrainConfig.from_dict(json.loads(json.dumps(saved)))
+    assert (cfg.aug.rotate, cfg.aug.zoom, cfg.aug.shift) == (10.0, 0.1, 0.0)  # typed, then the recipe's
+
+
+def test_detection_refuses_a_typed_rotation_even_at_the_classification_default():
+    with pytest.raises(UsageError, match="--rotate does nothing when training detection"):
+        TrainConfig(aug=AugmentConfig(rotate=10.0)).check_task(DetectTask())
+    saved = TrainConfig().resolve(train_size=100, defaults=DetectTask.recipe).to_dict()
+    TrainConfig.from_dict(saved).resumed({"epochs": 10}).check_task(DetectTask())  # its own saved config
 
 
 def test_a_default_classification_recipe_is_unchanged():

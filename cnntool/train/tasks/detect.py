@@ -142,7 +142,7 @@ def imgsz_arch_kwargs(cfg) -> dict:
     try:
         with torch.device("meta"):  # the builder's own sizes, without allocating weights
             model = entry.build(num_classes=2, **own)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"{entry.name} does not take these model options: {exc}",
                          hint="see `cnntool models info " + entry.name + "`") from None
     try:
@@ -279,7 +279,7 @@ class DetectTask:
     default_init = "torch"      # the builder's own: FCOS/RetinaNet priors, Faster R-CNN's heads
     default_arch = "tiny_fcos"
     recipe: dict = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "epochs": 8, "batch_size": 16,
-                    "grad_clip": 10.0, "hflip": True, "zoom": 0.0}
+                    "grad_clip": 10.0, "hflip": True, "zoom": 0.0, "rotate": 0.0, "shift": 0.0, "shear": 0.0}
     ignores = ("label_smoothing", "dice_weight", "balance", "mixup", "cutmix", "rotate", "shift", "shear", "vflip",
                "policy", "erasing", "verify")
 
