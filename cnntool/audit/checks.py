@@ -424,19 +424,33 @@ def similar_sharpness(measurements: list[dict], *, k: int = SIMILAR_IMAGES) -> n
     out = np.full(n, np.nan)
     if n < 2:
         return out
-    from scipy.spatial import cKDTree
-
     points = np.array([m["appearance"] for m in measurements], dtype=np.float64)
     sharp = np.array([m["sharpness"] for m in measurements], dtype=np.float64)
     k = min(k, n - 1)
-    _, index = cKDTree(points).query(points, k=k + 1)
-    index = index.reshape(n, k + 1)
+    index = _nearest(points, k + 1)
     mine = np.arange(n)
     first = index[:, 0] == mine  # the image itself comes first, but for ties with exact copies
     out[first] = np.median(sharp[index[first, 1:]], axis=1)
     for i in np.flatnonzero(~first):
         out[i] = float(np.median(sharp[[j for j in index[i] if j != i][:k]]))
     return out
+
+
+#: Up to this many images, look-alikes by brute force (NumPy, ms): importing SciPy's KD tree costs
+#: 0.2 s, a third of a cached re-audit (bench/bench_audit.py).
+BRUTE_FORCE_NEIGHBOURS = 2048
+
+
+def _nearest(points: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) indices of each point's ``k`` nearest points (itself first), nearest first."""
+    if len(points) > BRUTE_FORCE_NEIGHBOURS:
+        from scipy.spatial import cKDTree
+
+        return cKDTree(points).query(points, k=k)[1].reshape(len(points), k)
+    squared = (points * points).sum(axis=1)
+    distance = squared[:, None] + squared[None, :] - 2.0 * points @ points.T  # 2,048 images: 34 MB
+    np.fill_diagonal(distance, -1.0)  # itself first, also against an exact copy (distance 0)
+    return np.argsort(distance, axis=1, kind="stable")[:, :k]
 
 
 def channel_spread(image: np.ndarray) -> int:

@@ -184,3 +184,16 @@ def test_order_statistics_equal_sorting(rng, shift):
 
 def test_measurement_keys_are_what_measure_image_gives():
     assert tuple(measure_image(np.zeros((8, 8, 3), np.uint8))) == checks.MEASUREMENT_KEYS
+
+
+def test_look_alikes_by_brute_force_equal_scipys_kd_tree(monkeypatch):
+    from cnntool.audit import checks
+
+    rng = np.random.default_rng(0)
+    measurements = [{"appearance": list(p), "sharpness": float(s)}
+                    for p, s in zip(rng.normal(size=(300, 7)) * 20, rng.random(300))]
+    measurements[5] = dict(measurements[4])  # an exact copy: each still sees the other, not itself
+    brute = checks.similar_sharpness(measurements)
+    monkeypatch.setattr(checks, "BRUTE_FORCE_NEIGHBOURS", 0)  # the KD tree, as for large folders
+    np.testing.assert_array_equal(brute, checks.similar_sharpness(measurements))
+    assert not np.isnan(brute).any()
