@@ -5,6 +5,8 @@ bundled ``samples/`` (a later block may use what an earlier one made, such as a 
 ``$ `` lines are commands (a trailing ``\\`` continues one; ``# exit N`` at the end says the exit
 code it must have, default 0); the lines after a command are output it must print, in order:
 numbers match any number, ``...`` matches anything, and runs of spaces match any spacing.
+The ```bash examples, on data of one's own, are not run; their subcommands and options are
+checked against the CLI.
 """
 
 from __future__ import annotations
@@ -106,3 +108,44 @@ def test_line_patterns():
     assert console_blocks("```console\n$ cnntool audit x \\\n  --fail-on any  # exit 1\nA  B\n```")[0] == [
         ("cnntool audit x  --fail-on any  # exit 1", 1, ["A  B"])]
     assert shlex.split("a 'b c'") == ["a", "b c"]
+
+
+def example_commands(text: str) -> list[str]:
+    """Every ``cnntool ...`` command of the README's ```bash/```sh blocks (continuations joined,
+    comments and pipes cut off): examples on data of one's own, which the suite cannot run."""
+    commands = []
+    for body in re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S):
+        for line in body.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            start = line.find("cnntool ")
+            if start >= 0 and not line.startswith("#") and not line.startswith("python"):
+                commands.append(line[start:].split(" | ")[0].split(" > ")[0].strip())
+    return commands
+
+
+def test_readme_examples_name_real_commands_and_options():
+    """Each bash example's subcommand exists and each of its options is one that subcommand
+    takes, so an example cannot drift to a flag that was renamed or removed."""
+    import typer.main
+
+    from cnntool.cli.main import app
+
+    root = typer.main.get_command(app)
+    commands = example_commands(README.read_text(encoding="utf-8"))
+    assert len(commands) >= 40
+    for line in commands:
+        words = shlex.split(line, comments=True)[1:]
+        command = root
+        while hasattr(command, "commands") and words and words[0] in command.commands:
+            command = command.commands[words.pop(0)]
+        assert not hasattr(command, "commands"), f"README: `{line}` names no subcommand"
+        known = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+        for word in words:
+            if word.startswith("-") and word != "-" and not re.fullmatch(r"-\d.*", word):
+                flag = word.split("=")[0]
+                assert flag in known, f"README: `{line}`: {command.name} has no option {flag}"
+
+
+def test_example_commands_are_found():
+    text = "```bash\ncnntool detect a -m b \\\n  --conf 0.5  # note\nx | cnntool predict -m m - > p\n```"
+    assert example_commands(text) == ["cnntool detect a -m b    --conf 0.5  # note", "cnntool predict -m m -"]
