@@ -124,6 +124,24 @@ def use_channels_last(device, channels_last: bool | None) -> bool:
     return device.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)
 
 
+def channels_last_for_inference(model, device) -> bool:
+    """Put ``model`` in NHWC layout (:func:`to_channels_last`) when that is ``device``'s default
+    (:func:`use_channels_last`); whether it did. Every inference stage calls this once per run.
+
+    Examples
+    --------
+    >>> import torch
+    >>> channels_last_for_inference(torch.nn.Conv2d(3, 4, 3), torch.device("cpu"))
+    True
+    """
+    import torch
+
+    on = use_channels_last(torch.device(device), None)
+    if on:
+        to_channels_last(model)
+    return on
+
+
 def to_channels_last(model):
     """``model`` with its 4-D weights in NHWC layout (in place; returned for chaining).
 

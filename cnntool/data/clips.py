@@ -478,7 +478,7 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
     """
     import dataclasses
 
-    from cnntool.data.datasets import find_splits, stratified_split
+    from cnntool.data.datasets import split_class_folders
     from cnntool.data.loaders import shard_indices
     from cnntool.data.transforms import TrainTransform
 
@@ -488,24 +488,9 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
     if not frames:
         raise ValueError("give frames, or a preprocessing whose input_size is (C, T, H, W)")
     per_frame = dataclasses.replace(preprocessing, input_size=(preprocessing.channels, *preprocessing.size), flow=None)
-    splits = find_splits(root)
-    if "val" in splits and "train" not in splits:
-        raise DatasetError(f"{root} has val/ but no train/ folder", hint="add train/, or drop val/ and use --val-split")
-    train_index = index_video_folder(splits.get("train", root))
-    classes = train_index.classes
-    skipped = list(train_index.skipped)
-    if "val" in splits:
-        val_index = index_video_folder(splits["val"], classes=classes)
-        skipped += val_index.skipped
-        split = "folders"
-    else:
-        train_idx, val_idx = stratified_split(train_index.labels, val_fraction=val_split, seed=seed)
-        train_index, val_index = train_index.subset(train_idx), train_index.subset(val_idx)
-        split = f"val_split={val_split:g}"
-    test_index = index_video_folder(splits["test"], classes=classes) if "test" in splits else None
-    sizes = {"train": len(train_index), "val": len(val_index)}
-    if test_index is not None:
-        sizes["test"] = len(test_index)
+    folders = split_class_folders(root, val_split=val_split, seed=seed, index=index_video_folder)
+    train_index, val_index, test_index, split = folders.train, folders.val, folders.test, folders.split
+    classes, skipped, sizes = train_index.classes, list(folders.skipped), folders.sizes
 
     def shard(index, *, train: bool):
         return index.subset(shard_indices(len(index), rank=rank, world_size=world_size, seed=seed, shuffle=train))
@@ -525,7 +510,6 @@ def load_clip_data(root: str | os.PathLike, *, preprocessing, frames: int | None
     val = ClipDataset(val_index.paths, val_index.labels, classes, **evaluation)
     test = None
     if test_index is not None:
-        skipped += test_index.skipped
         test = ClipDataset(test_index.paths, test_index.labels, classes, **evaluation)
     skipped += [*train.skipped, *val.skipped, *(test.skipped if test is not None else [])]
     if len(train) == 0:

@@ -273,6 +273,54 @@ def stratified_split(labels: Sequence[int], *, val_fraction: float, seed: int = 
     return train_idx.astype(np.int64), val_idx.astype(np.int64)
 
 
+@dataclass
+class FolderSplits:
+    """The indexed splits of a class-folder dataset, before sharding (:func:`split_class_folders`)."""
+
+    train: FolderIndex
+    val: FolderIndex
+    test: FolderIndex | None
+    split: str                       # "folders" (train/ and val/ given) or "val_split=F"
+    skipped: list[tuple[str, str]]   # what indexing every split skipped
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        sizes = {"train": len(self.train), "val": len(self.val)}
+        return sizes if self.test is None else {**sizes, "test": len(self.test)}
+
+
+def split_class_folders(root: str | os.PathLike, *, val_split: float, seed: int = 0,
+                        index: Callable[..., FolderIndex] | None = None) -> FolderSplits:
+    """Index ``root``'s ``train/``, ``val/`` (and ``test/``) class folders with ``index``
+    (:func:`index_image_folder` by default; the classes are train's), or, without ``val/``, split
+    ``root`` (or its ``train/``) by :func:`stratified_split` with ``val_split`` and ``seed``.
+
+    Examples
+    --------
+    >>> s = split_class_folders("samples/digits", val_split=0.2)  # doctest: +SKIP
+    >>> s.split, s.sizes  # doctest: +SKIP
+    ('folders', {'train': 1437, 'val': 360})
+    """
+    index = index or index_image_folder
+    splits = find_splits(root)
+    if "val" in splits and "train" not in splits:
+        raise DatasetError(f"{root} has val/ but no train/ folder", hint="add train/, or drop val/ and use --val-split")
+    train = index(splits.get("train", root))
+    skipped = list(train.skipped)
+    if "val" in splits:
+        val = index(splits["val"], classes=train.classes)
+        skipped += val.skipped
+        split = "folders"
+    else:
+        train_idx, val_idx = stratified_split(train.labels, val_fraction=val_split, seed=seed)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+        split = f"val_split={val_split:g}"
+    test = index(splits["test"], classes=train.classes) if "test" in splits else None
+    if test is not None:
+        skipped += test.skipped
+    return FolderSplits(train, val, test, split, skipped)
+
+
 class ImageDataset:
     """Images and labels for a DataLoader: decoded and checked once, optionally cached.
 

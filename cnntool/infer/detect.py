@@ -50,7 +50,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from cnntool.errors import InputError, UsageError, one_line
-from cnntool.models.detector_size import sized_transform, working_size
+from cnntool.models.detector_size import resize_detector, working_size
 
 #: Below this score nothing is evaluated: with ``--eval`` the model scores down to here (mAP needs
 #: the whole ranking, as COCO's evaluation and Ultralytics' ``val`` do), and ``--conf`` only
@@ -166,15 +166,10 @@ def set_input_size(loaded, size: tuple[int, int]):
     (240, 480, None)
     """
     try:
-        short, long, fixed = sized_transform(loaded.model, size)
+        resize_detector(loaded.model, size)
     except ValueError:
         raise UsageError(f"{loaded.entry.name} has no input size to set", hint="leave --imgsz out") from None
-    height, width = int(size[0]), int(size[1])
-    transform = loaded.model.transform
-    if fixed is not None:
-        transform.fixed_size = fixed
-    transform.min_size, transform.max_size = (short,), long
-    return dataclasses.replace(loaded, preprocessing=loaded.preprocessing.with_size((height, width)))
+    return dataclasses.replace(loaded, preprocessing=loaded.preprocessing.with_size((int(size[0]), int(size[1]))))
 
 
 def input_preparer(loaded) -> Callable[[np.ndarray], np.ndarray]:
@@ -259,7 +254,7 @@ def detect_samples(loaded, samples: Iterable, *, device, batch_size: int = 8, co
     import torch
 
     from cnntool.data.pixels import batches
-    from cnntool.device import to_channels_last, use_channels_last
+    from cnntool.device import channels_last_for_inference
 
     names = class_names(loaded)
     wanted = np.asarray(resolve_classes(classes, names), np.int64) if classes is not None else None
@@ -267,8 +262,7 @@ def detect_samples(loaded, samples: Iterable, *, device, batch_size: int = 8, co
     model = loaded.model
     non_blocking = getattr(device, "type", str(device)) == "cuda"
     on_cpu = getattr(device, "type", str(device)) == "cpu"
-    if use_channels_last(torch.device(device), None):
-        to_channels_last(model)
+    channels_last_for_inference(model, device)
     with model_thresholds(model, conf=conf, iou=iou, max_det=max_det):
         for batch in batches(samples, batch_size, prepare=prepare, stack=False):
             good = batch.good
@@ -603,10 +597,15 @@ class GroundTruthEvaluation:
     """Detections scored against ground truth (``--eval``): COCO mAP by pycocotools.
 
     ``truth`` is a :class:`~cnntool.data.boxes.BoxDataset` (``load_boxes(..., check_files=False)``):
-    inputs are matched to its images by the longest common tail of their paths, and must have the
-    size it records. ``names`` are the model's classes: matched to the truth's by name; detections
-    of classes the truth lacks are left out (``dropped``). :class:`UsageError` when no name is shared.
+    inputs are matched to its images by the longest common tail of their paths (each image at
+    most once), and must have the size it records. ``names`` are the model's classes: matched to
+    the truth's by name; detections of classes the truth lacks are left out (``dropped``).
+    :class:`UsageError` when no name is shared. ``results`` holds every detection scored, in COCO's
+    results format with the truth's image and category ids. A subclass scores other things (masks:
+    :class:`cnntool.infer.segment.InstanceEvaluation`) through :attr:`iou_type` and :meth:`_score`.
     """
+
+    iou_type = "bbox"
 
     def __init__(self, truth, names: Sequence[str]):
         from cnntool.metrics.detection import DetectionEvaluator
@@ -617,7 +616,7 @@ class GroundTruthEvaluation:
         if not (self.mapping >= 0).any():
             raise UsageError("the model's classes and the ground truth's share no name",
                              hint=f"ground truth: {', '.join(classes[:8])}; model: {', '.join(list(names)[:8])}")
-        self.evaluator = DetectionEvaluator(classes)
+        self.evaluator = DetectionEvaluator(classes, iou_type=self.iou_type)
         self.unmatched: list[str] = []
         self.dropped = 0
         self.seen: dict[int, str] = {}
@@ -625,29 +624,36 @@ class GroundTruthEvaluation:
 
     def add(self, sample, detections: Detections) -> str | None:
         """Score one image's detections; returns why it was left out, or None."""
-        from cnntool.metrics.detection import coco_results, ground_truth
-
         image = self.truth.lookup(sample.path)
-        if image is None:
-            reason = "no ground truth for it"
-        elif image.image_id in self.seen:
-            reason = f"its ground truth ({image.file_name}) was already matched by {self.seen[image.image_id]}"
-        elif tuple(sample.size) != (image.height, image.width):
-            reason = (f"it is {sample.size[1]}x{sample.size[0]} pixels but its ground truth ({image.file_name}) "
-                      f"says {image.width}x{image.height}")
-        else:
-            reason = None
+        reason = self._left_out(sample, image)
         if reason is not None:
             self.unmatched.append(f"{sample.path}: {reason}")
             return reason
         self.seen[image.image_id] = sample.path
-        mapped = self.mapping[detections.labels] if len(detections) else np.zeros(0, np.int64)
+        mapped = self.mapping[detections.labels] if len(detections.labels) else np.zeros(0, np.int64)
         keep = mapped >= 0
         self.dropped += int((~keep).sum())
-        prediction = {"boxes": detections.boxes[keep], "scores": detections.scores[keep], "labels": mapped[keep]}
+        self._score(sample, image, detections, keep, mapped[keep])
+        return None
+
+    def _left_out(self, sample, image) -> str | None:
+        """Why ``sample`` cannot be scored against ``image`` (its match in the truth), or None."""
+        if image is None:
+            return "no ground truth for it"
+        if image.image_id in self.seen:
+            return f"its ground truth ({image.file_name}) was already matched by {self.seen[image.image_id]}"
+        if tuple(sample.size) != (image.height, image.width):
+            return (f"it is {sample.size[1]}x{sample.size[0]} pixels but its ground truth ({image.file_name}) "
+                    f"says {image.width}x{image.height}")
+        return None
+
+    def _score(self, sample, image, detections, keep: np.ndarray, labels: np.ndarray) -> None:
+        """Add the kept detections (``labels``: the truth's class indices) to the evaluation."""
+        from cnntool.metrics.detection import coco_results, ground_truth
+
+        prediction = {"boxes": detections.boxes[keep], "scores": detections.scores[keep], "labels": labels}
         self.evaluator.update([prediction], [ground_truth(image)])
         self.results += coco_results([prediction], [image.image_id], self.truth.category_ids)
-        return None
 
     def summary(self, *, conf: float) -> tuple[dict, object, np.ndarray]:
         """``(summary record, DetectionReport, confusion matrix)``; the matrix counts detections

@@ -63,16 +63,14 @@ def predict_records(loaded, samples, *, device, batch_size: int = 64, topk: int 
 
     from cnntool.data.pixels import batches
     from cnntool.data.transforms import normalize_batch
-    from cnntool.device import amp_dtype, to_channels_last, use_amp, use_channels_last
+    from cnntool.device import amp_dtype, channels_last_for_inference, use_amp
 
     preprocess = loaded.preprocessing
     classes = list(loaded.classes)
     k = max(1, min(topk, len(classes)))
     model = loaded.model
-    channels_last = use_channels_last(device, None)
+    channels_last = channels_last_for_inference(model, device)
     amp = use_amp(device, None)
-    if channels_last:
-        to_channels_last(model)
     with torch.inference_mode():
         for batch in batches(samples, batch_size, prepare=preprocess.resize, stack=True):
             scores = indices = None

@@ -62,6 +62,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from cnntool.errors import InputError, UsageError, one_line
+from cnntool.infer.detect import GroundTruthEvaluation
 
 #: Mask value of pixels with no class (outside what the model saw; "not labelled" in truth masks).
 IGNORE = 255
@@ -148,7 +149,7 @@ def segment_samples(loaded, samples: Iterable, *, device, batch_size: int = 4) -
     import torch
 
     from cnntool.data.pixels import batches
-    from cnntool.device import amp_dtype, to_channels_last, use_amp, use_channels_last
+    from cnntool.device import amp_dtype, channels_last_for_inference, use_amp
 
     pre = loaded.preprocessing
     classes = list(loaded.classes)
@@ -157,8 +158,7 @@ def segment_samples(loaded, samples: Iterable, *, device, batch_size: int = 4) -
     model = loaded.model
     device = torch.device(device)
     amp = use_amp(device, None)
-    if use_channels_last(device, None):
-        to_channels_last(model)
+    channels_last_for_inference(model, device)
     mean, std = pre.scale_and_offset()
     with torch.inference_mode():
         for batch in batches(samples, batch_size, prepare=pre.resize, stack=False):
@@ -606,61 +606,35 @@ def write_evaluation(summary: dict, out_dir, recipe) -> list[str]:
     return [str(json_path), str(png_path)]
 
 
-class InstanceEvaluation:
+class InstanceEvaluation(GroundTruthEvaluation):
     """An instance model's masks scored against COCO ground truth with segmentations: mask mAP
-    by pycocotools (``iouType="segm"``). ``truth`` is a :class:`~cnntool.data.boxes.BoxDataset`
-    (``load_boxes(..., check_files=False)``); inputs are matched to its images by path (each
-    image of the truth at most once), classes by name (detections of other classes are left out,
-    ``dropped``). ``results`` holds every detection scored, in COCO's results format with the
-    truth's image and category ids: pycocotools' ``COCOeval`` on it gives the same mAP."""
+    by pycocotools (``iouType="segm"``), inputs and classes matched as
+    :class:`~cnntool.infer.detect.GroundTruthEvaluation` matches them. ``results`` holds every
+    detection scored, its mask as RLE: pycocotools' ``COCOeval`` on it gives the same mAP."""
+
+    iou_type = "segm"
 
     def __init__(self, truth, names: Sequence[str]):
-        from cnntool.metrics.detection import DetectionEvaluator
-
-        self.truth = truth
-        classes = list(truth.classes)
-        self.mapping = np.array([classes.index(n) if n in classes else -1 for n in names], np.int64)
-        if not (self.mapping >= 0).any():
-            raise UsageError("the model's classes and the ground truth's share no name",
-                             hint=f"ground truth: {', '.join(classes[:8])}; model: {', '.join(list(names)[:8])}")
         if not any(im.segmentation is not None for im in truth.images):
             raise UsageError("the ground truth has no segmentations: mask mAP needs them",
                              hint="a COCO file whose annotations have 'segmentation' (polygons or RLE)")
-        self.evaluator = DetectionEvaluator(classes, iou_type="segm")
-        self.unmatched: list[str] = []
-        self.dropped = 0
-        self.seen: dict[int, str] = {}
-        self.results: list[dict] = []
+        super().__init__(truth, names)
 
-    def add(self, sample, detections) -> str | None:
-        """Score one image's detections (with ``masks``); returns why it was left out, or None."""
+    def _left_out(self, sample, image) -> str | None:
+        reason = super()._left_out(sample, image)
+        if reason is None and (image.segmentation is None or any(s is None for s in image.segmentation)):
+            return "its ground truth has objects without a segmentation"
+        return reason
+
+    def _score(self, sample, image, detections, keep: np.ndarray, labels: np.ndarray) -> None:
         from cnntool.metrics.detection import ground_truth
         from cnntool.metrics.segmentation import coco_segm_results
 
-        image = self.truth.lookup(sample.path)
-        if image is None:
-            reason = "no ground truth for it"
-        elif image.image_id in self.seen:
-            reason = f"its ground truth ({image.file_name}) was already matched by {self.seen[image.image_id]}"
-        elif tuple(sample.size) != (image.height, image.width):
-            reason = f"it is {sample.size[1]}x{sample.size[0]} pixels, its ground truth {image.width}x{image.height}"
-        elif image.segmentation is None or any(s is None for s in image.segmentation):
-            reason = "its ground truth has objects without a segmentation"
-        else:
-            reason = None
-        if reason is not None:
-            self.unmatched.append(f"{sample.path}: {reason}")
-            return reason
-        self.seen[image.image_id] = sample.path
-        mapped = self.mapping[detections.labels] if len(detections.labels) else np.zeros(0, np.int64)
-        keep = mapped >= 0
-        self.dropped += int((~keep).sum())
         masks = detections.masks[keep] if detections.masks is not None else np.zeros((0, *sample.size), bool)
         self.evaluator.update([{"boxes": detections.boxes[keep], "scores": detections.scores[keep],
-                                "labels": mapped[keep], "masks": masks}], [ground_truth(image)])
-        self.results += coco_segm_results(image.image_id, masks, mapped[keep].tolist(),
+                                "labels": labels, "masks": masks}], [ground_truth(image)])
+        self.results += coco_segm_results(image.image_id, masks, labels.tolist(),
                                           detections.scores[keep].tolist(), category_ids=self.truth.category_ids)
-        return None
 
     def summary(self) -> dict:
         report = self.evaluator.compute()

@@ -473,7 +473,7 @@ def _classify_clips(loaded, samples, *, device, window, window_stride, batch_siz
 
     from cnntool.data.clips import OpenCVFlow, append_flow
     from cnntool.data.transforms import normalize_batch
-    from cnntool.device import amp_dtype, to_channels_last, use_amp, use_channels_last
+    from cnntool.device import amp_dtype, channels_last_for_inference, use_amp
 
     pre = loaded.preprocessing
     frames = pre.frames
@@ -481,8 +481,7 @@ def _classify_clips(loaded, samples, *, device, window, window_stride, batch_siz
     window = window or frames * pre.frame_stride
     classes = list(loaded.classes)
     amp = use_amp(device, None)
-    if use_channels_last(device, None):
-        to_channels_last(loaded.model)  # the 2-D convolutions of per-frame models; 3-D ones keep their layout
+    channels_last_for_inference(loaded.model, device)  # 2-D convolutions of per-frame models; 3-D keep theirs
     probs_sum = None
     count = 0
     span: list = []

@@ -46,3 +46,21 @@ def sized_transform(model, size: tuple[int, int]) -> tuple[int, int, tuple[int, 
     if height == width:
         long = max(short, round(short * max_size / min_size))
     return short, long, None
+
+
+def resize_detector(model, size: tuple[int, int]) -> tuple[int, int, tuple[int, int] | None]:
+    """Make ``model`` (in place) resize its inputs as :func:`sized_transform` says for ``size``;
+    returns that ``(min_size, max_size, fixed_size)``. ValueError for a model without a resize.
+
+    Examples
+    --------
+    >>> from cnntool.models.detectors import tiny_fcos
+    >>> model = tiny_fcos(num_classes=2)
+    >>> resize_detector(model, (96, 96)), working_size(model)
+    ((96, 192, None), (96, 192, None))
+    """
+    short, long, fixed = sized_transform(model, size)
+    if fixed is not None:
+        model.transform.fixed_size = fixed
+    model.transform.min_size, model.transform.max_size = (short,), long
+    return short, long, fixed

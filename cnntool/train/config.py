@@ -193,6 +193,21 @@ class TrainConfig:
             raise UsageError(f"{flags} does nothing when training {task.name}",
                              hint="leave it out; see `cnntool train --help` for the options of each task")
 
+    def resolved_aug(self, defaults: dict | None = None) -> AugmentConfig:
+        """The augmentation with every option left None filled: from ``defaults`` (a task's
+        recipe) first, then :data:`AUG_DEFAULTS`. A task builds its transforms from this, so it
+        sees its own defaults whether or not the config was resolved yet.
+
+        Examples
+        --------
+        >>> a = TrainConfig().resolved_aug({"zoom": 0.0, "hflip": True})
+        >>> a.zoom, a.hflip, a.rotate
+        (0.0, True, 10.0)
+        """
+        names = {f.name for f in dataclasses.fields(AugmentConfig)}
+        filled = {**AUG_DEFAULTS, **{k: v for k, v in (defaults or {}).items() if k in names}}
+        return dataclasses.replace(self.aug, **{k: v for k, v in filled.items() if getattr(self.aug, k) is None})
+
     def resolve(self, *, train_size: int, world_size: int = 1, defaults: dict | None = None) -> "TrainConfig":
         """A copy with every ``None`` default replaced by its value for this dataset.
 
@@ -212,18 +227,10 @@ class TrainConfig:
         >>> cfg.resolve(train_size=100, defaults={"zoom": 0.0}).aug.zoom
         0.1
         """
-        cfg = dataclasses.replace(self, aug=dataclasses.replace(self.aug))
-        aug: dict = {}
+        cfg = dataclasses.replace(self, aug=self.resolved_aug(defaults))
         for name, value in (defaults or {}).items():
-            if name not in FIELD_NAMES:  # a task may default augmentation too
-                if getattr(cfg.aug, name) is None:
-                    aug[name] = value
-            elif getattr(cfg, name) is None:
+            if name in FIELD_NAMES and getattr(cfg, name) is None:
                 setattr(cfg, name, value)
-        for name, value in AUG_DEFAULTS.items():
-            if getattr(cfg.aug, name) is None:
-                aug.setdefault(name, value)
-        cfg.aug = dataclasses.replace(cfg.aug, **aug)
         if cfg.optimizer is None:
             cfg.optimizer = "sgd"
         if cfg.batch_size is None:

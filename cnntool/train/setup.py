@@ -145,16 +145,15 @@ def _finetune_model(cfg: TrainConfig, task, classes: list[str], preprocessing, c
 def _resize_detector(model, size: tuple[int, int], name: str) -> dict:
     """Make a fine-tuned detector resize images as ``--imgsz`` asks (in place), and return the
     builder options that rebuild it so (recorded in the checkpoint)."""
-    from cnntool.models.detector_size import sized_transform
+    from cnntool.models.detector_size import resize_detector, working_size
 
-    try:
-        short, long, fixed = sized_transform(model, size)
-    except ValueError:
-        raise UsageError(f"{name} has no input size to set", hint="leave --imgsz out") from None
-    if fixed is not None:
+    if working_size(model)[2] is not None:
         raise UsageError(f"{name} takes a fixed input size; --imgsz cannot change it when fine-tuning",
                          hint="leave --imgsz out")
-    model.transform.min_size, model.transform.max_size = (short,), long
+    try:
+        short, long, _ = resize_detector(model, size)
+    except ValueError:
+        raise UsageError(f"{name} has no input size to set", hint="leave --imgsz out") from None
     return {"min_size": short, "max_size": long}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
 
 import numpy as np
 import pytest
@@ -57,16 +56,8 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture
-def torch_home(cache, monkeypatch):
+def torch_home(cache, monkeypatch, no_network):
     """The cache above as ``TORCH_HOME``, with the network blocked (a download raises, not hangs)."""
-    import torch.hub
-    import urllib.request
-
-    def refuse(url, *args, **kwargs):
-        raise urllib.error.URLError(f"network blocked by the test: {getattr(url, 'full_url', url)}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     home, models = cache
     monkeypatch.setenv("TORCH_HOME", str(home))
     return models

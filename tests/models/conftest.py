@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.error
-
 import pytest
 from typer.testing import CliRunner
 
@@ -11,23 +9,6 @@ from typer.testing import CliRunner
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any download attempt raises, as on an offline machine; the calls are recorded."""
-    import torch.hub
-    import urllib.request
-
-    attempts: list[str] = []
-
-    def refuse(url, *args, **kwargs):
-        attempts.append(str(getattr(url, "full_url", url)))
-        raise urllib.error.URLError("network blocked by the test")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    return attempts
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import urllib.error
 
 import numpy as np
 import pytest
@@ -271,16 +270,8 @@ def test_tiny_fcos_learns_shapes_from_scratch_through_the_runner(tmp_path):
 
 
 @pytest.fixture
-def torch_home(tmp_path, monkeypatch):
+def torch_home(tmp_path, monkeypatch, no_network):
     """An empty torch cache with the network blocked."""
-    import torch.hub
-    import urllib.request
-
-    def refuse(url, *args, **kwargs):
-        raise urllib.error.URLError("network blocked by the test")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home

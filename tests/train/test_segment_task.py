@@ -220,18 +220,10 @@ def test_a_unet_run_killed_after_one_epoch_resumes_to_the_same_weights(plugin, t
 
 
 @pytest.fixture
-def torch_home(tmp_path, monkeypatch):
+def torch_home(tmp_path, monkeypatch, no_network):
     """A torch cache holding LR-ASPP "COCO_WITH_VOC_LABELS_V1" weights made here; no network."""
-    import urllib.request
-
-    import torch.hub
     from torchvision.models.segmentation import LRASPP_MobileNet_V3_Large_Weights, lraspp_mobilenet_v3_large
 
-    def refuse(url, *args, **kwargs):
-        raise urllib.error.URLError("network blocked by the test")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(home))
     weights = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1
@@ -260,19 +252,6 @@ def test_finetuning_a_voc_segmenter_to_new_classes(plugin, torch_home, tmp_path)
                         weights_only=True)
     assert not torch.equal(state["backbone.0.0.weight"], cached["backbone.0.0.weight"])  # the backbone trained too
     assert summary["best_val_miou"] is not None
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    import urllib.request
-
-    import torch.hub
-
-    def refuse(url, *args, **kwargs):
-        raise AssertionError(f"the test tried to download {url}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 @pytest.mark.slow
@@ -305,3 +284,4 @@ def test_fcn_trains_its_aux_head_and_finetuning_resizes_it(no_network):
     assert loss.item() == pytest.approx(float(main + AUX_WEIGHT * aux), rel=1e-5)
     loss.backward()
     assert float(model.aux_classifier[4].weight.grad.abs().sum()) > 0  # the auxiliary head learns
+    assert no_network == []  # nothing was downloaded

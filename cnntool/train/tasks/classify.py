@@ -44,33 +44,15 @@ def load_classification_data(root: str, preprocessing, *, augment=None, val_spli
     >>> data.sizes, data.classes[:2]  # doctest: +SKIP
     ({'train': 1437, 'val': 360}, ['0', '1'])
     """
-    from cnntool.data.datasets import (DEFAULT_DECODE_WORKERS, ImageDataset, find_splits, index_image_folder,
-                                       stratified_split)
+    from cnntool.data.datasets import DEFAULT_DECODE_WORKERS, ImageDataset, split_class_folders
     from cnntool.data.loaders import shard_indices
     from cnntool.data.transforms import TrainTransform
 
     cache = {"on": True, "off": False}.get(cache, cache) if isinstance(cache, str) else cache
     workers = workers or DEFAULT_DECODE_WORKERS
-    splits = find_splits(root)
-    if "val" in splits and "train" not in splits:
-        raise DatasetError(f"{root} has val/ but no train/ folder", hint="add train/, or drop val/ and use --val-split")
-    train_index = index_image_folder(splits.get("train", root))
-    classes = train_index.classes
-    skipped = list(train_index.skipped)
-    if "val" in splits:
-        val_index = index_image_folder(splits["val"], classes=classes)
-        skipped += val_index.skipped
-        split = "folders"
-    else:
-        train_idx, val_idx = stratified_split(train_index.labels, val_fraction=val_split, seed=seed)
-        train_index, val_index = train_index.subset(train_idx), train_index.subset(val_idx)
-        split = f"val_split={val_split:g}"
-    test_index = index_image_folder(splits["test"], classes=classes) if "test" in splits else None
-    if test_index is not None:
-        skipped += test_index.skipped
-    sizes = {"train": len(train_index), "val": len(val_index)}
-    if test_index is not None:
-        sizes["test"] = len(test_index)
+    folders = split_class_folders(root, val_split=val_split, seed=seed)
+    train_index, val_index, test_index, split = folders.train, folders.val, folders.test, folders.split
+    classes, skipped, sizes = train_index.classes, list(folders.skipped), folders.sizes
 
     common = dict(channels=preprocessing.channels, cache=cache, verify=verify, seed=seed, workers=workers,
                   max_pixels=max_pixels)
@@ -114,8 +96,8 @@ class ClassifyTask:
 
     def load_data(self, cfg, preprocessing, dist) -> TaskData:
         return load_classification_data(
-            cfg.data, preprocessing, augment=cfg.aug if cfg.augment else None, val_split=cfg.val_split,
-            seed=cfg.seed, cache=cfg.cache, verify=cfg.verify, max_pixels=cfg.max_pixels,
+            cfg.data, preprocessing, augment=cfg.resolved_aug(self.recipe) if cfg.augment else None,
+            val_split=cfg.val_split, seed=cfg.seed, cache=cfg.cache, verify=cfg.verify, max_pixels=cfg.max_pixels,
             rank=dist.rank, world_size=dist.world_size)
 
     def sampler(self, data: TaskData, cfg):

@@ -93,18 +93,17 @@ def detection_augment(cfg):
 
     if not cfg.augment:
         return None
-    aug, default = cfg.aug, AugmentConfig()
+    aug, default = cfg.resolved_aug(DetectTask.recipe), AugmentConfig()
     colour = float(max(aug.brightness, aug.contrast, aug.saturation))
     geometry: dict = {}
-    zoom = DetectTask.recipe["zoom"] if aug.zoom is None else aug.zoom  # None: not given (before resolve)
-    if zoom > 0:
-        geometry.update(zoom_out=ZOOM_OUT_P, zoom_out_max=1.0 / (1.0 - zoom))
+    if aug.zoom > 0:
+        geometry.update(zoom_out=ZOOM_OUT_P, zoom_out_max=1.0 / (1.0 - aug.zoom))
     if aug.crop_scale is not None:
         geometry.update(crop=CROP_P, crop_scale=tuple(aug.crop_scale), crop_ratio=tuple(aug.crop_ratio))
     elif tuple(aug.crop_ratio) != tuple(default.crop_ratio):
         raise UsageError("--crop-ratio does nothing without --crop-scale when training detection",
                          hint="add --crop-scale MIN,MAX (e.g. 0.3,1), or leave --crop-ratio out")
-    return DetectionAugment(hflip=0.0 if aug.hflip is False else HFLIP, color=min(colour, 0.99), **geometry)
+    return DetectionAugment(hflip=HFLIP if aug.hflip else 0.0, color=min(colour, 0.99), **geometry)
 
 
 def imgsz_arch_kwargs(cfg) -> dict:

@@ -79,16 +79,11 @@ def segment_augment(cfg):
 
     if not cfg.augment:
         return None
-    aug = cfg.aug
-
-    def given(name):  # None: not given (data is loaded before the config is resolved): the recipe's
-        value = getattr(aug, name)
-        return SegmentTask.recipe[name] if value is None else value
-
-    zoom = float(given("zoom"))
-    return SegmentAugment(hflip=HFLIP if given("hflip") else 0.0, vflip=HFLIP if aug.vflip else 0.0,
-                          rotate=float(given("rotate")), zoom=(1.0 - zoom, 1.0 + zoom), shift=float(given("shift")),
-                          shear=float(given("shear")), brightness=float(aug.brightness),
+    aug = cfg.resolved_aug(SegmentTask.recipe)
+    zoom = float(aug.zoom)
+    return SegmentAugment(hflip=HFLIP if aug.hflip else 0.0, vflip=HFLIP if aug.vflip else 0.0,
+                          rotate=float(aug.rotate), zoom=(1.0 - zoom, 1.0 + zoom), shift=float(aug.shift),
+                          shear=float(aug.shear), brightness=float(aug.brightness),
                           contrast=float(aug.contrast), saturation=float(aug.saturation))
 
 

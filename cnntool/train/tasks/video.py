@@ -49,8 +49,8 @@ class VideoTask(ClassifyTask):
                              hint="pick a video model (`cnntool models list --task video`)")
         cache = {"on": True, "off": False}.get(cfg.cache, cfg.cache)
         data = load_clip_data(cfg.data, preprocessing=preprocessing, frame_stride=preprocessing.frame_stride,
-                              augment=cfg.aug if cfg.augment else None, val_split=cfg.val_split, seed=cfg.seed,
-                              cache=cache, verify=cfg.verify, rank=dist.rank, world_size=dist.world_size)
+                              augment=cfg.resolved_aug(self.recipe) if cfg.augment else None,
+                              val_split=cfg.val_split, seed=cfg.seed, cache=cache, verify=cfg.verify, rank=dist.rank, world_size=dist.world_size)
         clips = f"clips of {preprocessing.frames} frames every {preprocessing.frame_stride}"
         if preprocessing.flow:
             clips += f", with {preprocessing.flow} optical flow"
